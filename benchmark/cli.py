@@ -1,0 +1,168 @@
+"""`python -m benchmark ...`: the command-line contract of DESIGN.md, in one place.
+
+Each subcommand's arguments are declared here; the work is done by the module that owns it.
+Errors a user can cause end in one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from benchmark.errors import UserError
+
+DATA_CHOICES = ("mnist-dynamic", "mnist-fixed", "omniglot")
+FETCH_CHOICES = ("mnist", "binarized-mnist", "omniglot", "all")
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("IWAE_DATA_DIR", "datasets"))
+
+
+def default_mirrors() -> list[str]:
+    value = os.environ.get("IWAE_MIRROR", "")
+    return [m for m in value.split() if m]
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="dataset cache (default: $IWAE_DATA_DIR or datasets/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmark",
+                                     description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fetch", help="download and verify dataset files")
+    p.add_argument("names", nargs="*", choices=FETCH_CHOICES, default=["all"], metavar="DATASET",
+                   help=f"one or more of {', '.join(FETCH_CHOICES)} (default: all)")
+    add_data_dir(p)
+    p.add_argument("--mirror", action="append", default=None, metavar="URL",
+                   help="base URL laid out like ../shared/datasets, tried first (repeatable; "
+                        "env IWAE_MIRROR)")
+    p.add_argument("--from", dest="from_dir", type=Path, default=None, metavar="DIR",
+                   help="copy and verify from a local folder laid out like ../shared/datasets")
+
+    p = sub.add_parser("info", help="which dataset files are present and verified, and the splits")
+    add_data_dir(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("train", help="train one model (resumes if --out already holds a run)")
+    p.add_argument("--data", required=True, choices=DATA_CHOICES)
+    p.add_argument("--model", required=True, choices=("vae", "iwae"))
+    p.add_argument("--k", required=True, type=positive_int)
+    p.add_argument("--layers", required=True, type=int, choices=(1, 2))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fidelity", choices=("code", "paper"), default="code")
+    p.add_argument("--schedule", choices=("full", "quick", "smoke"), default="full")
+    p.add_argument("--stages", type=positive_int, default=None, help="stop after N stages")
+    p.add_argument("--epochs", type=positive_float, default=None,
+                   help="stop after E epochs (fractions allowed)")
+    p.add_argument("--steps", type=positive_int, default=None, help="stop after N steps")
+    p.add_argument("--eval-k", type=positive_int, default=None,
+                   help="importance samples of the final evaluation (default 5000; smoke: 100)")
+    p.add_argument("--eval-n", type=positive_int, default=None,
+                   help="evaluate a seeded random subset of N test examples (default: all; "
+                        "smoke: 200)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--init-from", type=Path, default=None, metavar="RUN_DIR",
+                   help="continue from that run's final checkpoint (paper Section 5.2)")
+    add_data_dir(p)
+    p.add_argument("--out", type=Path, default=None, metavar="RUN_DIR",
+                   help="run directory (default: results/runs/<run-id>)")
+    p.add_argument("--checkpoint-every", type=positive_float, default=300.0, metavar="SECONDS",
+                   help="checkpoint at least this often inside long stages (default 300)")
+
+    p = sub.add_parser("evaluate", help="re-evaluate a trained run")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--k", type=positive_int, default=5000)
+    p.add_argument("--n", type=positive_int, default=None)
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_data_dir(p)
+
+    p = sub.add_parser("sweep", help="train and evaluate a grid of runs")
+    p.add_argument("grid", choices=("table1", "table2", "binarization"))
+    p.add_argument("--schedule", choices=("full", "quick", "smoke"), default="full")
+    p.add_argument("--fidelity", choices=("code", "paper"), default="code")
+    p.add_argument("--data", nargs="+", choices=DATA_CHOICES, default=None)
+    p.add_argument("--seeds", type=positive_int, default=1)
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--workers", type=positive_int, default=None)
+    p.add_argument("--address", default=None, help="Ray cluster address (ray executor)")
+    p.add_argument("--gpus-per-run", type=float, default=0.0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--stages", type=positive_int, default=None)
+    p.add_argument("--epochs", type=positive_float, default=None)
+    p.add_argument("--steps", type=positive_int, default=None)
+    p.add_argument("--eval-k", type=positive_int, default=None)
+    p.add_argument("--eval-n", type=positive_int, default=None)
+    p.add_argument("--no-group", action="store_true",
+                   help="train every run alone instead of in batched ensembles")
+    add_data_dir(p)
+    p.add_argument("--results", type=Path, default=Path("results"))
+
+    p = sub.add_parser("report", help="write the HTML report and tables")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--out", type=Path, default=None)
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "data_dir", "unset") is None:
+        args.data_dir = default_data_dir()
+    if args.command == "fetch":
+        from benchmark.data.fetch import fetch_command
+
+        mirrors = args.mirror if args.mirror is not None else default_mirrors()
+        return fetch_command(args.names, args.data_dir, mirrors, args.from_dir)
+    if args.command == "info":
+        from benchmark.data.info import info_command
+
+        return info_command(args.data_dir, as_json=args.json)
+    if args.command == "train":
+        from benchmark.train_cli import train_command
+
+        return train_command(args)
+    if args.command == "evaluate":
+        from benchmark.train_cli import evaluate_command
+
+        return evaluate_command(args)
+    if args.command == "sweep":
+        from benchmark.sweep import sweep_command
+
+        return sweep_command(args)
+    if args.command == "report":
+        from benchmark.report import report_command
+
+        return report_command(args.results, args.out)
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return dispatch(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; partial work is kept and resumes on the next call", file=sys.stderr)
+        return 130

@@ -1,0 +1,123 @@
+"""The evaluation of a trained run: test and train L_k, active units, pruned L_k, samples.
+
+Which examples are scored, and how they are binarized, is fixed here so that every run of a sweep
+is evaluated on the same binary images:
+  test   the whole test set, or the seeded random --eval-n subset of it;
+  train  the whole training set for an uncut `full` run, else a fixed random subset of
+         TRAIN_SUBSET_N examples (the smoke schedule: its eval_n);
+  active units  the first 500 training examples, as the authors' code.
+Dynamic data is binarized once with TEST_BINARIZATION_SEED for all three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.config import RunConfig
+from benchmark.data.binarization import TEST_BINARIZATION_SEED, binarize_once
+from benchmark.data.splits import Dataset
+from benchmark.evaluate import (
+    ACTIVE_UNIT_EXAMPLES,
+    EVAL_NOISE_SEED,
+    EVAL_SUBSET_SEED,
+    TRAIN_SUBSET_SEED,
+    active_unit_masks,
+    count_active_units,
+    log_likelihood_estimates,
+    random_subset,
+    summarise_nll,
+    unit_variances,
+)
+from benchmark.fileio import atomic_write
+from benchmark.model import IWAEModel
+from benchmark.seeding import torch_generator
+
+TRAIN_SUBSET_N = 1000
+N_SAMPLES = 64
+N_RECONSTRUCTIONS = 32
+
+
+@dataclass(frozen=True)
+class EvaluationInputs:
+    test: torch.Tensor  # (N_test, 784) binary, CPU: the whole test set
+    test_index: np.ndarray  # which test examples are scored
+    train: torch.Tensor  # (n, 784) binary: the scored training examples
+    train_index: np.ndarray
+    active_units: torch.Tensor  # (500, 784) binary: the first 500 training examples
+
+
+def binary_split(x: np.ndarray, dynamic: bool) -> torch.Tensor:
+    values = binarize_once(x, TEST_BINARIZATION_SEED) if dynamic else x
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+
+
+def evaluation_inputs(dataset: Dataset, config: RunConfig, split_n: int | None = None,
+                      ) -> EvaluationInputs:
+    n_train = dataset.train.shape[0]
+    if config.schedule == "full" and not config.is_cut:
+        train_index = np.arange(n_train)
+    else:
+        n = config.effective_eval_n if config.schedule == "smoke" else TRAIN_SUBSET_N
+        train_index = random_subset(n_train, n, TRAIN_SUBSET_SEED)
+    test = binary_split(dataset.test, dataset.dynamic)
+    n_test = split_n if split_n is not None else config.effective_eval_n
+    return EvaluationInputs(
+        test=test,
+        test_index=random_subset(test.shape[0], n_test, EVAL_SUBSET_SEED),
+        train=binary_split(dataset.train[train_index], dataset.dynamic),
+        train_index=train_index,
+        active_units=binary_split(dataset.train[:ACTIVE_UNIT_EXAMPLES], dataset.dynamic),
+    )
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    atomic_write(path, lambda fh: np.save(fh, array))
+
+
+def score(model: IWAEModel, x: torch.Tensor, k: int, device: torch.device,
+          masks: list[torch.Tensor] | None = None, show_progress: bool = False) -> np.ndarray:
+    """Per-example L_k of member 0 with the evaluation's fixed noise seed. x: (N, 784)."""
+    noise = torch_generator(EVAL_NOISE_SEED, device)
+    return log_likelihood_estimates(model, x[None].to(device), k, noise, unit_masks=masks,
+                                    show_progress=show_progress)[0]
+
+
+@torch.no_grad()
+def evaluate_final(model: IWAEModel, inputs: EvaluationInputs, config: RunConfig,
+                   device: torch.device, run_dir: Path, show_progress: bool = True
+                   ) -> tuple[dict, dict]:
+    """All metrics of the result record, and the artifacts written beside it."""
+    k = config.effective_eval_k
+    test_x = inputs.test[inputs.test_index]
+    test_ll = score(model, test_x, k, device, show_progress=show_progress)
+    train_ll = score(model, inputs.train, k, device, show_progress=show_progress)
+    variances = unit_variances(model, inputs.active_units[None].to(device),
+                               torch_generator(EVAL_NOISE_SEED, device))
+    active = [int(n[0]) for n in count_active_units(variances)]
+    pruned_ll = score(model, test_x, k, device, masks=active_unit_masks(variances),
+                      show_progress=show_progress)
+    test, train, pruned = summarise_nll(test_ll), summarise_nll(train_ll), summarise_nll(pruned_ll)
+
+    save_npy(run_dir / "loglik_test.npy", test_ll)
+    save_npy(run_dir / "loglik_test_index.npy", inputs.test_index)
+    save_npy(run_dir / "samples.npy",
+             model.sample_images(N_SAMPLES, torch_generator(EVAL_NOISE_SEED, device))[0]
+             .float().cpu().numpy())
+    originals = test_x[:N_RECONSTRUCTIONS]
+    recon = model.reconstruct(originals[None].to(device))[0].float().cpu().numpy()
+    save_npy(run_dir / "reconstructions.npy", np.stack([originals.numpy(), recon]))
+    metrics = {
+        "test_nll": test.nll, "test_nll_se": test.se,
+        "train_nll": train.nll, "train_nll_se": train.se, "train_eval_n": train.n,
+        "active_units": active,
+        "unit_variances": [v[0].tolist() for v in variances],
+        "test_nll_pruned": pruned.nll,
+        "eval_k": k, "eval_n": test.n,
+    }
+    artifacts = {"test_loglik": "loglik_test.npy", "test_index": "loglik_test_index.npy",
+                 "samples": "samples.npy", "reconstructions": "reconstructions.npy"}
+    return metrics, artifacts

@@ -1,0 +1,303 @@
+"""The paper's networks: Gaussian stochastic layers, Bernoulli decoder, and their log-weights.
+
+Every parameter carries a leading *member* dimension M, so that M independent models of the same
+architecture run as one batched computation (bmm); a single model is M = 1. Members never share
+parameters or gradients: member m's loss depends only on slice m of every tensor.
+
+Architectures (paper Section 5.1, Appendix C; the authors' code agrees):
+  1 stochastic layer : q(h1|x) 784-200-200-(50),  p(x|h1) 50-200-200-784
+  2 stochastic layers: q(h1|x) 784-200-200-(100), q(h2|h1) 100-100-100-(50),
+                       p(h1|h2) 50-100-100-(100), p(x|h1) 100-200-200-784
+Gaussian layers output a mean (linear) and a standard deviation sigma = exp(linear), both heads on
+a shared tanh trunk; the prior on the top layer is N(0, I).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+X_DIM = 784
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+AUTHORS_INIT_SEED = 123  # every Linear of the authors' code draws from its own RandomState(123)
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One conditional distribution: input width, tanh hidden widths, output width."""
+
+    n_in: int
+    hidden: tuple[int, ...]
+    n_out: int
+
+
+@dataclass(frozen=True)
+class Architecture:
+    encoder: tuple[BlockSpec, ...]  # q(h1|x), q(h2|h1), ... bottom first
+    decoder: tuple[BlockSpec, ...]  # p(x|h1), p(h1|h2), ... bottom first
+
+    @property
+    def latent_sizes(self) -> tuple[int, ...]:
+        return tuple(spec.n_out for spec in self.encoder)
+
+
+ARCHITECTURES = {
+    1: Architecture(
+        encoder=(BlockSpec(X_DIM, (200, 200), 50),),
+        decoder=(BlockSpec(50, (200, 200), X_DIM),),
+    ),
+    2: Architecture(
+        encoder=(BlockSpec(X_DIM, (200, 200), 100), BlockSpec(100, (100, 100), 50)),
+        decoder=(BlockSpec(100, (200, 200), X_DIM), BlockSpec(50, (100, 100), 100)),
+    ),
+}
+
+
+def glorot_limit(n_in: int, n_out: int) -> float:
+    return math.sqrt(6.0 / (n_in + n_out))
+
+
+def authors_weight(n_in: int, n_out: int) -> np.ndarray:
+    """The authors' Linear.random: U(-s, s) of shape (n_in, n_out) from a fresh RandomState(123),
+    so that every layer of the same shape starts with the same weights."""
+    s = glorot_limit(n_in, n_out)
+    rng = np.random.RandomState(AUTHORS_INIT_SEED)
+    return rng.uniform(low=-s, high=s, size=(n_in, n_out)).astype(np.float32)
+
+
+class StackedLinear(nn.Module):
+    """M independent affine maps: (M, N, n_in) -> (M, N, n_out)."""
+
+    def __init__(self, members: int, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.n_in, self.n_out = n_in, n_out
+        self.weight = nn.Parameter(torch.zeros(members, n_in, n_out))
+        self.bias = nn.Parameter(torch.zeros(members, 1, n_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class Trunk(nn.Module):
+    """The shared tanh layers of one conditional distribution."""
+
+    def __init__(self, members: int, n_in: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        widths = (n_in, *hidden)
+        self.layers = nn.ModuleList(
+            StackedLinear(members, a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = torch.tanh(layer(x))
+        return x
+
+
+class GaussianBlock(nn.Module):
+    """N(mean, sigma^2) with sigma = exp(linear): returns (mean, log_sigma)."""
+
+    def __init__(self, members: int, spec: BlockSpec) -> None:
+        super().__init__()
+        self.trunk = Trunk(members, spec.n_in, spec.hidden)
+        self.mean = StackedLinear(members, spec.hidden[-1], spec.n_out)
+        self.log_sigma = StackedLinear(members, spec.hidden[-1], spec.n_out)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.trunk(x)
+        return self.mean(h), self.log_sigma(h)
+
+
+class BernoulliBlock(nn.Module):
+    """Bernoulli over pixels, parameterised by logits (never probabilities: no clipping)."""
+
+    def __init__(self, members: int, spec: BlockSpec) -> None:
+        super().__init__()
+        self.trunk = Trunk(members, spec.n_in, spec.hidden)
+        self.logits = StackedLinear(members, spec.hidden[-1], spec.n_out)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.logits(self.trunk(h))
+
+
+def gaussian_log_density_from_noise(eps: Tensor, log_sigma: Tensor) -> Tensor:
+    """log N(mu + sigma*eps; mu, sigma) summed over the last axis; (h-mu)/sigma is eps exactly."""
+    return -(0.5 * eps.square() + log_sigma + HALF_LOG_2PI).sum(-1)
+
+
+def gaussian_log_density(h: Tensor, mean: Tensor, log_sigma: Tensor) -> Tensor:
+    z = (h - mean) * torch.exp(-log_sigma)
+    return -(0.5 * z.square() + log_sigma + HALF_LOG_2PI).sum(-1)
+
+
+def standard_normal_log_density(h: Tensor) -> Tensor:
+    return -(0.5 * h.square() + HALF_LOG_2PI).sum(-1)
+
+
+def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
+    """log p(x|logits) summed over pixels, in the stable softplus form of BCE-with-logits."""
+    bce = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+    return -bce.sum(-1)
+
+
+class IWAEModel(nn.Module):
+    """M members of the 1- or 2-stochastic-layer model of the paper."""
+
+    def __init__(self, layers: int, members: int = 1, arch: Architecture | None = None) -> None:
+        """The paper's architecture for `layers`, or `arch` (tests use tiny exact models)."""
+        super().__init__()
+        if arch is None:
+            if layers not in ARCHITECTURES:
+                raise ValueError(f"layers must be 1 or 2, got {layers}")
+            arch = ARCHITECTURES[layers]
+        if len(arch.encoder) != layers or len(arch.decoder) != layers:
+            raise ValueError("the architecture must have `layers` encoder and decoder blocks")
+        self.n_layers = layers
+        self.members = members
+        self.arch = arch
+        self.x_dim = arch.decoder[0].n_out
+        self.encoder = nn.ModuleList(GaussianBlock(members, s) for s in self.arch.encoder)
+        self.likelihood = BernoulliBlock(members, self.arch.decoder[0])
+        self.prior_blocks = nn.ModuleList(GaussianBlock(members, s) for s in self.arch.decoder[1:])
+
+    def linears(self) -> list[StackedLinear]:
+        return [m for m in self.modules() if isinstance(m, StackedLinear)]
+
+    # --- initialisation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def init_authors(self, output_bias: np.ndarray | None) -> None:
+        """Fidelity `code`: Glorot-uniform weights, each Linear from its own RandomState(123)."""
+        for lin in self.linears():
+            w = torch.from_numpy(authors_weight(lin.n_in, lin.n_out))
+            lin.weight.copy_(w.expand_as(lin.weight))
+            lin.bias.zero_()
+        self._init_output_bias(output_bias)
+
+    @torch.no_grad()
+    def init_glorot(self, generators: list[torch.Generator], output_bias: np.ndarray | None
+                    ) -> None:
+        """Fidelity `paper`: Glorot-uniform weights from one seeded generator per member."""
+        if len(generators) != self.members:
+            raise ValueError("one generator per member")
+        for lin in self.linears():
+            s = glorot_limit(lin.n_in, lin.n_out)
+            for m, gen in enumerate(generators):
+                u = torch.rand(lin.n_in, lin.n_out, generator=gen, dtype=torch.float32)
+                lin.weight[m].copy_(u * (2 * s) - s)
+            lin.bias.zero_()
+        self._init_output_bias(output_bias)
+
+    def _init_output_bias(self, mean_pixel: np.ndarray | None) -> None:
+        """Decoder output bias = logit(mean training pixel), as the authors did."""
+        if mean_pixel is None:
+            return
+        p = torch.as_tensor(np.asarray(mean_pixel, dtype=np.float64))
+        logit = torch.log(p) - torch.log1p(-p)
+        bias = self.likelihood.logits.bias
+        bias.copy_(logit.to(bias.dtype).expand_as(bias))
+
+    # --- the model ------------------------------------------------------------------------------
+    def log_weights(
+        self,
+        x: Tensor,
+        k: int,
+        generator: torch.Generator | None = None,
+        unit_masks: list[Tensor] | None = None,
+    ) -> Tensor:
+        """log w = log p(x, h) - log q(h|x) for k samples h ~ q(h|x) per example.
+
+        x: (M, B, 784) binary. Returns (M, k, B). x is encoded once and the k samples are drawn
+        from that encoding (the authors repeated x k times through the encoder: same numbers,
+        k times the work). unit_masks (one bool (M, d) or (d,) tensor per stochastic layer,
+        bottom first) prune latent units: a masked unit is removed from q, p and every network
+        that reads it.
+        """
+        M, B, _ = x.shape
+        log_q = x.new_zeros(M, k, B)
+        log_p = x.new_zeros(M, k, B)
+        samples: list[Tensor] = []  # per layer, (M, k*B, d)
+        inp = x
+        for layer, block in enumerate(self.encoder):
+            mean, log_sigma = block(inp)
+            if layer == 0:  # x is shared by all k samples: broadcast instead of repeating
+                mean, log_sigma = mean.unsqueeze(1), log_sigma.unsqueeze(1)  # (M, 1, B, d)
+            else:
+                mean, log_sigma = mean.view(M, k, B, -1), log_sigma.view(M, k, B, -1)
+            d = mean.shape[-1]
+            eps = torch.randn(M, k, B, d, generator=generator, device=x.device, dtype=x.dtype)
+            mask = self._mask(unit_masks, layer, x, M)
+            if mask is not None:
+                mask = mask.unsqueeze(1)  # (M, 1, 1, d)
+                eps = eps * mask
+                log_sigma = log_sigma * mask
+            h = mean + torch.exp(log_sigma) * eps  # (M, k, B, d)
+            log_q_terms = -(0.5 * eps.square() + log_sigma + HALF_LOG_2PI)
+            if mask is not None:
+                log_q_terms = log_q_terms * mask
+                h = h * mask
+            log_q = log_q + log_q_terms.sum(-1)
+            h = h.reshape(M, k * B, d)
+            samples.append(h)
+            inp = h
+
+        top_mask = self._mask(unit_masks, self.n_layers - 1, x, M)
+        prior_terms = -(0.5 * samples[-1].square() + HALF_LOG_2PI)
+        if top_mask is not None:
+            prior_terms = prior_terms * top_mask
+        log_p = log_p + prior_terms.sum(-1).view(M, k, B)
+
+        for layer, block in enumerate(self.prior_blocks, start=1):  # p(h_l | h_{l+1})
+            mean, log_sigma = block(samples[layer])
+            below = samples[layer - 1]
+            z = (below - mean) * torch.exp(-log_sigma)
+            terms = -(0.5 * z.square() + log_sigma + HALF_LOG_2PI)
+            mask = self._mask(unit_masks, layer - 1, x, M)
+            if mask is not None:
+                terms = terms * mask
+            log_p = log_p + terms.sum(-1).view(M, k, B)
+
+        logits = self.likelihood(samples[0]).view(M, k, B, self.x_dim)
+        log_px = bernoulli_log_likelihood(logits, x.unsqueeze(1))
+        return log_p + log_px - log_q
+
+    @staticmethod
+    def _mask(unit_masks: list[Tensor] | None, layer: int, like: Tensor, members: int
+              ) -> Tensor | None:
+        """Layer `layer`'s keep-mask as (M, 1, d) floats, or None when nothing is pruned."""
+        if unit_masks is None:
+            return None
+        mask = unit_masks[layer].to(device=like.device, dtype=like.dtype)
+        return mask.expand(members, -1).unsqueeze(1)
+
+    def posterior_means(self, x: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+        """The q-mean of every stochastic layer, as the authors' active-units statistic uses it:
+        layer 1 at x, layer l+1 at one sampled h_l ~ q(h_l | .). x: (M, B, 784); each (M, B, d)."""
+        means = []
+        inp = x
+        for block in self.encoder:
+            mean, log_sigma = block(inp)
+            means.append(mean)
+            eps = torch.randn(mean.shape, generator=generator, device=x.device, dtype=x.dtype)
+            inp = mean + torch.exp(log_sigma) * eps
+        return means
+
+    def sample_images(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Bernoulli means of n ancestral samples from the prior: (M, n, 784)."""
+        device = self.likelihood.logits.bias.device
+        h = torch.randn(self.members, n, self.arch.latent_sizes[-1], generator=generator,
+                        device=device)
+        for block in reversed(self.prior_blocks):
+            mean, log_sigma = block(h)
+            eps = torch.randn(mean.shape, generator=generator, device=device)
+            h = mean + torch.exp(log_sigma) * eps
+        return torch.sigmoid(self.likelihood(h))
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Bernoulli means of p(x | h1 = q-mean of h1): (M, B, 784)."""
+        mean, _ = self.encoder[0](x)
+        return torch.sigmoid(self.likelihood(mean))

@@ -1,0 +1,87 @@
+"""The result record on disk (results/<sweep>/<run-id>/result.json) and loading many of them.
+
+Schema (DESIGN.md "The result record"); optional keys are absent or null when not applicable:
+
+    {"run_id": str, "sweep": str | None,
+     "config": {"data", "model", "k", "layers", "seed", "fidelity", "schedule", "stages",
+                "epochs", "steps", "eval_k", "eval_n", "device", "init_from", "batch_size",
+                "train_size", "test_binarization_seed"},
+     "status": "complete" | "running" | "failed" | "unavailable",
+     "reason": str | None,                       # why failed / unavailable
+     "failure": {"step", "epoch", "reason"} | None,
+     "progress": {"epochs", "epochs_planned", "epochs_total", "steps", "steps_planned", "stage"},
+     "metrics": {"test_nll", "test_nll_se", "train_nll", "train_nll_se", "train_eval_n",
+                 "active_units": [per layer, bottom first], "unit_variances": [[...], ...],
+                 "test_nll_pruned", "eval_k", "eval_n"},
+     "curves": "metrics.csv",
+     "artifacts": {"test_loglik": "loglik_test.npy", "samples": "samples.npy",
+                   "reconstructions": "reconstructions.npy"},
+     "environment": {"package_version", "torch", "python", "device", "git_commit",
+                     "dataset_sha256": {relpath: sha256}},
+     "timing": {"train_s", "eval_s"},
+     "command": str}
+
+`epochs_total` is always the full protocol's 3,280 epochs (2,187 for a Section 5.2
+continuation), so a cut run can never be mistaken for a reproduction; `epochs_planned` is where
+this run was asked to stop. NLL values are positive nats (lower is better).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmark.fileio import atomic_write_json, read_json
+
+RESULT_FILE = "result.json"
+STATUSES = ("complete", "running", "failed", "unavailable")
+PROTOCOL_EPOCHS = 3280
+CONTINUATION_EPOCHS = 3**7
+
+
+def write_result(run_dir: Path, record: dict[str, Any]) -> None:
+    if record.get("status") not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {record.get('status')!r}")
+    atomic_write_json(Path(run_dir) / RESULT_FILE, record)
+
+
+def load_result(run_dir: Path) -> dict[str, Any] | None:
+    """The record of one run, or None when the run has none yet (or it cannot be parsed)."""
+    path = Path(run_dir) / RESULT_FILE
+    try:
+        return read_json(path)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def iter_results(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Every (run_dir, record) below results_dir, in a stable order."""
+    for path in sorted(Path(results_dir).glob(f"**/{RESULT_FILE}")):
+        record = load_result(path.parent)
+        if record is not None:
+            yield path.parent, record
+
+
+def flatten_record(record: dict[str, Any], run_dir: Path | None = None) -> dict[str, Any]:
+    """One flat row: config.* and metrics.* lifted to the top, lists kept as lists."""
+    row: dict[str, Any] = {
+        "run_id": record.get("run_id"),
+        "sweep": record.get("sweep"),
+        "status": record.get("status"),
+        "reason": record.get("reason"),
+        "run_dir": str(run_dir) if run_dir is not None else None,
+    }
+    for section in ("config", "metrics", "progress", "timing"):
+        for key, value in (record.get(section) or {}).items():
+            row[f"{section}.{key}" if section in ("progress", "timing") else key] = value
+    return row
+
+
+def load_results_frame(results_dir: Path) -> pd.DataFrame:
+    """All records under results_dir as a DataFrame, one row per run."""
+    rows = [flatten_record(rec, run_dir) for run_dir, rec in iter_results(results_dir)]
+    return pd.DataFrame(rows)
