@@ -11,11 +11,20 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 
+def _default_file_mode() -> int:
+    """0666 less the umask: what open() would have given (mkstemp's 0600 would hide results
+    from the other users of a shared results folder)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call write(fh) on a temp file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _default_file_mode())
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
