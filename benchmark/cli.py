@@ -105,9 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", choices=DATA_CHOICES, default=None)
     p.add_argument("--seeds", type=positive_int, default=1)
     p.add_argument("--executor", choices=("local", "ray"), default="local")
-    p.add_argument("--workers", type=positive_int, default=None)
-    p.add_argument("--address", default=None, help="Ray cluster address (ray executor)")
-    p.add_argument("--gpus-per-run", type=float, default=0.0)
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="parallel runs (default: one per core, up to the number of runs)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (ray executor; default: start a local instance)")
+    p.add_argument("--gpus-per-run", type=float, default=0.0,
+                   help="ray only; fractions pack several runs onto one GPU")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--stages", type=positive_int, default=None)
     p.add_argument("--epochs", type=positive_float, default=None)

@@ -1,0 +1,416 @@
+"""`python -m benchmark sweep {table1,table2,binarization}`: train and evaluate a grid of runs.
+
+A sweep is resumable and idempotent. Each run lives in <results>/<sweep>/<run-id> (see
+benchmark.sweep_plan for the grids and ids). On every call:
+  - a complete run is skipped, unless its recorded configuration differs from the one asked for,
+    which stops the sweep with a message before anything trains;
+  - a partial run is handed to the trainer again, which resumes it from its newest checkpoint;
+  - a run that fails (status "failed", or an exception) is retried once, then reported, and the
+    sweep goes on with the rest;
+  - a run whose directory another live sweep has locked is skipped with a message;
+  - a data condition whose files are missing or unverified is checked once, reported once, and
+    each of its runs is recorded with status "unavailable" and the reason.
+The exit status is 0 when every run ends complete or unavailable, 1 otherwise (one summary line).
+
+Executors (benchmark.executors): `local` is a spawn process pool on this machine; `ray` makes
+each run a Ray task (`--address` joins a cluster, `--gpus-per-run` may be fractional to pack runs
+onto one GPU). The driver holds the run locks and writes the final result records; with Ray,
+<results> and the data folder must nevertheless be on storage every node sees under the same
+path, because the tasks write checkpoints and read the data where they run.
+
+Every run trains alone in its own worker; `--no-group` is accepted so that scripts written for
+the batched ensembles planned later keep working, and changes nothing today.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import UserError
+from benchmark.executors import (
+    Executor,
+    RunOutcome,
+    RunTask,
+    check_gpus_per_run,
+    describe_executor,
+    import_ray,
+    make_executor,
+    run_real_trainer,
+)
+from benchmark.locks import RunDirLock
+from benchmark.results import load_result, write_result
+from benchmark.sweep_plan import (
+    GRIDS,
+    PlannedRun,
+    SweepOptions,
+    config_differences,
+    expand_grid,
+)
+from benchmark.sweep_progress import SweepDisplay, finished_line
+
+MAX_ATTEMPTS = 2  # a failed run is retried once
+WAIT_S = 0.5  # how often the driver wakes up to refresh progress bars
+ERROR_LOG = "sweep_error.log"
+
+DataCheck = Callable[[str, Path], str | None]
+ExecutorFactory = Callable[[int], Executor]
+
+
+def check_data_available(name: str, data_dir: Path) -> str | None:
+    """None when the data condition loads; otherwise why not (and how to fetch it)."""
+    from benchmark.data.splits import load_dataset
+
+    try:
+        load_dataset(name, data_dir)
+    except UserError as err:  # DataUnavailable, or a corrupt file: either way, not usable
+        return str(err)
+    return None
+
+
+@dataclass
+class SweepReport:
+    grid: str
+    complete: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    locked: dict[str, str] = field(default_factory=dict)
+    blocked: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.locked or self.blocked)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def summary_line(self) -> str:
+        parts = [f"{len(self.complete)} complete"]
+        if self.unavailable:
+            parts.append(f"{len(self.unavailable)} unavailable")
+        for name, runs in (("failed", self.failed), ("locked by another sweep", self.locked),
+                           ("not started (base run missing)", self.blocked)):
+            if runs:
+                parts.append(f"{len(runs)} {name} ({', '.join(sorted(runs))})")
+        return f"sweep {self.grid}: " + ", ".join(parts)
+
+
+@dataclass
+class Attempt:
+    run: PlannedRun
+    lock: RunDirLock
+    number: int
+    started: float
+
+
+def options_from_args(args: argparse.Namespace) -> SweepOptions:
+    return SweepOptions(
+        schedule=args.schedule, fidelity=args.fidelity,
+        data=tuple(args.data) if args.data else None, seeds=args.seeds, device=args.device,
+        stages=args.stages, epochs=args.epochs, steps=args.steps, eval_k=args.eval_k,
+        eval_n=args.eval_n,
+    )
+
+
+def check_recorded_configs(plan: Iterable[PlannedRun]) -> None:
+    """Stop before training when a run directory holds a record of a different configuration."""
+    mismatches = []
+    for run in plan:
+        record = load_result(run.run_dir)
+        if record is None or not isinstance(record.get("config"), dict):
+            continue
+        diffs = config_differences(record["config"], run.config)
+        if diffs:
+            mismatches.append(f"{run.run_dir} ({'; '.join(diffs)})")
+    if mismatches:
+        more = f" and {len(mismatches) - 1} more" if len(mismatches) > 1 else ""
+        raise UserError(f"a run directory holds a record of a different configuration: "
+                        f"{mismatches[0]}{more}; move it away or choose another --results")
+
+
+def is_complete(run: PlannedRun) -> bool:
+    record = load_result(run.run_dir)
+    return record is not None and record.get("status") == "complete"
+
+
+def steps_done_before(run: PlannedRun) -> int:
+    record = load_result(run.run_dir) or {}
+    steps = (record.get("progress") or {}).get("steps")
+    return int(steps) if isinstance(steps, int | float) else 0
+
+
+def merged_record(run: PlannedRun, status: str, reason: str) -> dict[str, Any]:
+    """The run's existing record (progress kept) with a new status and reason."""
+    record = dict(load_result(run.run_dir) or {})
+    record.update(run_id=run.run_id, sweep=run.sweep, status=status, reason=reason)
+    record.setdefault("config", run.config.to_dict())
+    return record
+
+
+def record_unavailable(runs: list[PlannedRun], reason: str) -> None:
+    for run in runs:
+        with RunDirLock(run.run_dir) as lock:
+            if lock.acquire():  # a live sweep training it elsewhere keeps its record
+                write_result(run.run_dir, merged_record(run, "unavailable", reason))
+
+
+def split_unavailable(runs: list[PlannedRun], data_dir: Path, check_data: DataCheck,
+                      report: SweepReport, say: Callable[[str], None]) -> list[PlannedRun]:
+    """Check each data condition once; record its runs as unavailable when it cannot load."""
+    usable = []
+    for name in dict.fromkeys(run.config.data for run in runs):
+        of_data = [run for run in runs if run.config.data == name]
+        reason = check_data(name, data_dir)
+        if reason is None:
+            usable.extend(of_data)
+            continue
+        say(f"skipping {name}: {len(of_data)} run(s) recorded as unavailable: {reason}")
+        record_unavailable(of_data, reason)
+        report.unavailable.extend(run.label for run in of_data)
+    return [run for run in runs if run in usable]
+
+
+class SweepLoop:
+    """Feeds runs to an executor, dependencies first, and handles what comes back."""
+
+    def __init__(self, runs: list[PlannedRun], executor: Executor, runner: Callable[..., dict],
+                 data_dir: Path, display: SweepDisplay, report: SweepReport,
+                 state: dict[Path, str]) -> None:
+        self.queue = deque(runs)
+        self.executor = executor
+        self.runner = runner
+        self.data_dir = data_dir
+        self.display = display
+        self.report = report
+        self.state = state  # run_dir -> complete / failed / locked / unavailable / blocked
+        self.in_flight: dict[str, Attempt] = {}
+
+    def run(self) -> None:
+        try:
+            while self.queue or self.in_flight:
+                self.launch_ready()
+                if not self.in_flight:
+                    self.block_remaining("its base run did not complete")
+                    break
+                outcomes = self.executor.wait(WAIT_S)
+                self.show_progress()
+                for outcome in outcomes:
+                    self.handle(outcome)
+        finally:
+            self.executor.close()
+            for attempt in self.in_flight.values():
+                attempt.lock.release()
+
+    def launch_ready(self) -> None:
+        while len(self.in_flight) < self.executor.capacity:
+            run = self.next_ready()
+            if run is None:
+                return
+            self.try_start(run)
+
+    def next_ready(self) -> PlannedRun | None:
+        """The first queued run whose base run is complete; blocks runs whose base failed."""
+        for run in list(self.queue):
+            base_state = self.state.get(run.depends_on) if run.depends_on else "complete"
+            if base_state == "complete":
+                self.queue.remove(run)
+                return run
+            if base_state is not None:  # failed, locked, unavailable, blocked: never complete
+                self.queue.remove(run)
+                self.block(run, f"base run {run.depends_on.name} is {base_state}")
+        return None
+
+    def block(self, run: PlannedRun, reason: str) -> None:
+        self.state[run.run_dir] = "blocked"
+        self.report.blocked[run.label] = reason
+        self.display.run_finished(str(run.run_dir), counts_as_done=False)
+        self.display.line(f"{run.run_id}: not started: {reason}", error=True)
+
+    def block_remaining(self, reason: str) -> None:
+        while self.queue:
+            self.block(self.queue.popleft(), reason)
+
+    def try_start(self, run: PlannedRun) -> None:
+        lock = RunDirLock(run.run_dir)
+        if not lock.acquire():
+            self.state[run.run_dir] = "locked"
+            self.report.locked[run.label] = lock.describe_holder()
+            self.display.run_finished(str(run.run_dir), counts_as_done=False)
+            self.display.line(f"{run.run_id}: skipped, {lock.describe_holder()}", error=True)
+            return
+        if is_complete(run):  # another sweep finished it since this one was planned
+            lock.release()
+            self.mark_complete(run)
+            self.display.run_finished(str(run.run_dir))
+            return
+        self.submit(Attempt(run, lock, 1, time.monotonic()))
+
+    def submit(self, attempt: Attempt) -> None:
+        run = attempt.run
+        key = str(run.run_dir)
+        self.in_flight[key] = attempt
+        self.display.run_started(key, run.run_id)
+        self.executor.submit(RunTask(
+            key=key, runner=self.runner, config=run.config.to_dict(), run_dir=str(run.run_dir),
+            data_dir=str(self.data_dir), run_id=run.run_id, sweep=run.sweep,
+            threads=self.executor.threads_per_run,
+            progress=self.executor.progress_channel(),
+        ))
+
+    def show_progress(self) -> None:
+        for key, done, planned in self.executor.drain_progress():
+            self.display.progress(key, done, planned)
+
+    def handle(self, outcome: RunOutcome) -> None:
+        attempt = self.in_flight.pop(outcome.key)
+        run = attempt.run
+        failure = failure_of(outcome)
+        if outcome.record is not None and outcome.record.get("status") in ("complete", "failed"):
+            write_result(run.run_dir, outcome.record)  # the driver's copy is the final word
+        if failure is None:
+            self.finish(attempt, outcome.record)
+            return
+        log = save_details(run, outcome)
+        if attempt.number < MAX_ATTEMPTS:
+            self.display.line(f"{run.run_id}: failed ({failure}); retrying", error=True)
+            self.submit(Attempt(run, attempt.lock, attempt.number + 1, attempt.started))
+            return
+        self.give_up(attempt, failure, log)
+
+    def finish(self, attempt: Attempt, record: dict[str, Any] | None) -> None:
+        attempt.lock.release()
+        self.mark_complete(attempt.run)
+        self.display.run_finished(str(attempt.run.run_dir))
+        seconds = time.monotonic() - attempt.started
+        self.display.line(finished_line(attempt.run.run_id, record, seconds))
+
+    def mark_complete(self, run: PlannedRun) -> None:
+        self.state[run.run_dir] = "complete"
+        self.report.complete.append(run.label)
+
+    def give_up(self, attempt: Attempt, failure: str, log: Path | None) -> None:
+        run = attempt.run
+        record = load_result(run.run_dir)
+        if record is None or record.get("status") != "failed":
+            write_result(run.run_dir, merged_record(run, "failed", failure))
+        attempt.lock.release()
+        self.state[run.run_dir] = "failed"
+        self.report.failed[run.label] = failure
+        self.display.run_finished(str(run.run_dir))
+        where = f"; details in {log}" if log else ""
+        self.display.line(f"{run.run_id}: FAILED twice ({failure}){where}", error=True)
+
+
+def failure_of(outcome: RunOutcome) -> str | None:
+    """None for a complete run, otherwise a one-line reason."""
+    if outcome.error is not None:
+        return outcome.error
+    record = outcome.record or {}
+    status = record.get("status")
+    if status == "complete":
+        return None
+    if status == "failed":
+        detail = record.get("failure") or {}
+        return str(detail.get("reason") or record.get("reason") or "training failed")
+    return f"the trainer returned status {status!r}"
+
+
+def save_details(run: PlannedRun, outcome: RunOutcome) -> Path | None:
+    """Keep the traceback of a crashed attempt next to the run, for the person debugging it."""
+    if not outcome.details:
+        return None
+    path = run.run_dir / ERROR_LOG
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {run.run_id}\n{outcome.details}\n")
+    except OSError:
+        return None
+    return path
+
+
+def run_sweep(grid: str, plan: list[PlannedRun], *, data_dir: Path,
+              executor_factory: ExecutorFactory, runner: Callable[..., dict] = run_real_trainer,
+              check_data: DataCheck = check_data_available,
+              stream: Any = None, out: Any = None) -> SweepReport:
+    """Train every run of the plan that is not complete yet; the report says how each ended."""
+    stream = stream or sys.stderr
+    report = SweepReport(grid)
+
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)
+
+    check_recorded_configs(plan)
+    done = [run for run in plan if is_complete(run)]
+    report.complete.extend(run.label for run in done)
+    state: dict[Path, str] = {run.run_dir: "complete" for run in done}
+    todo = split_unavailable([run for run in plan if run not in done], Path(data_dir),
+                             check_data, report, say)
+    for run in plan:
+        if run.label in report.unavailable:
+            state[run.run_dir] = "unavailable"
+    if not todo:
+        return report
+    executor = executor_factory(len(todo))
+    say(f"sweep {grid}: {len(plan)} runs, {len(done)} complete, {len(todo)} to train; "
+        f"{describe_executor(executor)}")
+    display = SweepDisplay(grid, total=len(done) + len(todo), already_done=len(done),
+                           stream=stream, out=out)
+    for run in todo:
+        display.eta.expect(str(run.run_dir), steps_done_before(run))
+    try:
+        SweepLoop(todo, executor, runner, Path(data_dir), display, report, state).run()
+    finally:
+        display.close()
+    return report
+
+
+@contextmanager
+def termination_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a batch scheduler, `kill`) ends the sweep as Ctrl-C does: workers are stopped and
+    run locks released, instead of dying with the locks left for the next sweep to clear."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check_executor_flags(args: argparse.Namespace) -> None:
+    """Flag mistakes surface before any data is loaded or anything starts."""
+    if args.executor == "local" and (args.address or args.gpus_per_run):
+        raise UserError("--address and --gpus-per-run need --executor ray")
+    if args.executor == "ray":
+        check_gpus_per_run(args.gpus_per_run)
+        import_ray()
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    """The `sweep` subcommand (see the module docstring); returns the exit status."""
+    if args.grid not in GRIDS:
+        raise UserError(f"unknown grid {args.grid!r}; choose one of {', '.join(GRIDS)}")
+    options = options_from_args(args)
+    plan = expand_grid(args.grid, options, args.results)
+
+    def executor_factory(n_runs: int) -> Executor:
+        return make_executor(args.executor, n_runs=n_runs, workers=args.workers,
+                             address=args.address, gpus_per_run=args.gpus_per_run)
+
+    check_executor_flags(args)
+    with termination_as_interrupt():
+        report = run_sweep(args.grid, plan, data_dir=Path(args.data_dir),
+                           executor_factory=executor_factory)
+    print(report.summary_line(), file=sys.stdout if report.ok else sys.stderr)
+    return report.exit_code

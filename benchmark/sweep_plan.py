@@ -1,0 +1,185 @@
+"""What a sweep consists of: the grids, the run ids, and where each run lives on disk.
+
+Grids (paper arXiv 1509.00519v4):
+  table1        {mnist-dynamic, omniglot} x {vae, iwae} x k {1, 5, 50} x layers {1, 2}  (Table 1)
+  binarization  {mnist-dynamic, mnist-fixed} x the same 12 cells              (Tables 1 and 3)
+  table2        Section 5.2: the 1-layer mnist-dynamic VAE k=1 continued as IWAE k=50, and the
+                IWAE k=50 continued as VAE k=1, each from its table1 run (the base run)
+
+A run's directory is <results>/<sweep>/<run-id>. Runs that are cells of Table 1 always live in
+results/table1, whichever grid asks for them: the table2 base runs, and the mnist-dynamic half of
+the binarization grid, whose configuration is identical to Table 1's (training them twice would
+double the most expensive part of the comparison for nothing).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from benchmark.config import RunConfig
+from benchmark.errors import UserError
+
+GRIDS = ("table1", "table2", "binarization")
+MODEL_CELLS = tuple(itertools.product(("vae", "iwae"), (1, 5, 50), (1, 2)))
+GRID_DATA = {
+    "table1": ("mnist-dynamic", "omniglot"),
+    "binarization": ("mnist-dynamic", "mnist-fixed"),
+    "table2": ("mnist-dynamic",),
+}
+# Section 5.2: (base model, base k) -> (continued as model, k). 1 stochastic layer, MNIST.
+CONTINUATIONS = ((("vae", 1), ("iwae", 50)), (("iwae", 50), ("vae", 1)))
+CONTINUATION_DATA = "mnist-dynamic"
+CONTINUATION_LAYERS = 1
+TABLE1_SWEEP = "table1"
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """What the user chose on the command line, applied to every run of the grid."""
+
+    schedule: str = "full"
+    fidelity: str = "code"
+    data: tuple[str, ...] | None = None
+    seeds: int = 1
+    device: str = "auto"
+    stages: int | None = None
+    epochs: float | None = None
+    steps: int | None = None
+    eval_k: int | None = None
+    eval_n: int | None = None
+
+    def run_config(self, data: str, model: str, k: int, layers: int, seed: int,
+                   init_from: str | None = None) -> RunConfig:
+        return RunConfig(
+            data=data, model=model, k=k, layers=layers, seed=seed, fidelity=self.fidelity,
+            schedule=self.schedule, stages=self.stages, epochs=self.epochs, steps=self.steps,
+            eval_k=self.eval_k, eval_n=self.eval_n, device=self.device, init_from=init_from,
+        )
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    run_id: str
+    sweep: str  # the sweep directory the run lives in (not necessarily the grid asked for)
+    config: RunConfig
+    run_dir: Path
+    depends_on: Path | None = None  # the run_dir that must be complete first (table2 bases)
+
+    @property
+    def label(self) -> str:
+        return f"{self.sweep}/{self.run_id}"
+
+
+def format_number(value: float) -> str:
+    return f"{value:g}"
+
+
+def cut_suffix(config: RunConfig) -> str:
+    """Every flag that makes a run shorter or its evaluation smaller shows in its id."""
+    parts = [
+        ("stages", config.stages), ("epochs", config.epochs), ("steps", config.steps),
+        ("evalk", config.eval_k), ("evaln", config.eval_n),
+    ]
+    return "".join(f"_{name}{format_number(value)}" for name, value in parts if value is not None)
+
+
+def run_id_for(config: RunConfig) -> str:
+    """A stable, readable id, e.g. mnist-dynamic_iwae_k50_L2_s0_code_full (device excluded)."""
+    if config.init_from is not None:
+        raise ValueError("continuations get their id from continuation_run_id")
+    return (f"{config.data}_{config.model}_k{config.k}_L{config.layers}_s{config.seed}"
+            f"_{config.fidelity}_{config.schedule}{cut_suffix(config)}")
+
+
+def continuation_run_id(base_run_id: str, model: str, k: int) -> str:
+    return f"{base_run_id}_to_{model}_k{k}"
+
+
+def selected_data(grid: str, requested: Sequence[str] | None) -> tuple[str, ...]:
+    available = GRID_DATA[grid]
+    if requested is None:
+        return available
+    outside = [d for d in requested if d not in available]
+    if outside:
+        raise UserError(f"--data {' '.join(outside)} is not part of the {grid} grid "
+                        f"(it has {', '.join(available)})")
+    return tuple(d for d in available if d in requested)
+
+
+def home_sweep(grid: str, data: str) -> str:
+    """The sweep directory a cell lives in: Table 1 cells are shared with the table1 sweep."""
+    if grid == "binarization" and data in GRID_DATA["table1"]:
+        return TABLE1_SWEEP
+    return grid
+
+
+def planned_run(results_dir: Path, sweep: str, config: RunConfig) -> PlannedRun:
+    run_id = run_id_for(config)
+    return PlannedRun(run_id, sweep, config, results_dir / sweep / run_id)
+
+
+def expand_cells(grid: str, options: SweepOptions, results_dir: Path) -> list[PlannedRun]:
+    """table1 / binarization: every data x model x k x layers x seed cell."""
+    runs = []
+    for data in selected_data(grid, options.data):
+        for (model, k, layers), seed in itertools.product(MODEL_CELLS, range(options.seeds)):
+            config = options.run_config(data, model, k, layers, seed)
+            runs.append(planned_run(results_dir, home_sweep(grid, data), config))
+    return runs
+
+
+def expand_continuations(options: SweepOptions, results_dir: Path) -> list[PlannedRun]:
+    """table2: each base run (in results/table1) followed by its continuation."""
+    selected_data("table2", options.data)
+    runs = []
+    for seed in range(options.seeds):
+        for (base_model, base_k), (model, k) in CONTINUATIONS:
+            base_config = options.run_config(CONTINUATION_DATA, base_model, base_k,
+                                             CONTINUATION_LAYERS, seed)
+            base = planned_run(results_dir, TABLE1_SWEEP, base_config)
+            run_id = continuation_run_id(base.run_id, model, k)
+            # Absolute, because the trainer may run with another working directory (Ray).
+            config = replace(base_config, model=model, k=k, init_from=str(base.run_dir))
+            runs.append(base)
+            runs.append(PlannedRun(run_id, "table2", config, results_dir / "table2" / run_id,
+                                   depends_on=base.run_dir))
+    return runs
+
+
+def expand_grid(grid: str, options: SweepOptions, results_dir: Path) -> list[PlannedRun]:
+    """Every run the grid needs, base runs before the runs that depend on them."""
+    if grid not in GRIDS:
+        raise UserError(f"unknown grid {grid!r}; choose one of {', '.join(GRIDS)}")
+    results_dir = Path(results_dir).resolve()
+    if grid == "table2":
+        return expand_continuations(options, results_dir)
+    return expand_cells(grid, options, results_dir)
+
+
+# Fields that define what a run is. `device` only says where it runs, so a run trained on a GPU
+# is the same run as one asked for with --device auto.
+IDENTITY_FIELDS = ("data", "model", "k", "layers", "seed", "fidelity", "schedule", "stages",
+                   "epochs", "steps")
+
+
+def identity_of(config: RunConfig) -> dict[str, Any]:
+    ident: dict[str, Any] = {name: getattr(config, name) for name in IDENTITY_FIELDS}
+    ident["eval_k"] = config.effective_eval_k
+    ident["eval_n"] = config.effective_eval_n
+    # The base run by its id: the results folder may be reached by another path next time.
+    ident["init_from"] = Path(config.init_from).name if config.init_from else None
+    return ident
+
+
+def config_differences(recorded: dict[str, Any], requested: RunConfig) -> list[str]:
+    """'field: recorded -> requested' for every identity field that differs."""
+    try:
+        recorded_config = RunConfig.from_dict(recorded)
+    except (UserError, TypeError) as err:
+        return [f"unreadable config ({err})"]
+    old, new = identity_of(recorded_config), identity_of(requested)
+    return [f"{name}: {old[name]!r} -> {new[name]!r}" for name in new if old[name] != new[name]]

@@ -1,0 +1,71 @@
+"""The Ray executor on a local instance (num_cpus=2) with two smoke configs; skipped without Ray."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from sweep_fakes import calls_of, fake_train_run, status_of  # noqa: E402
+from synthetic import write_synthetic_raw  # noqa: E402
+
+from benchmark.executors import RayExecutor, run_real_trainer  # noqa: E402
+from benchmark.results import load_result  # noqa: E402
+from benchmark.sweep import run_sweep  # noqa: E402
+from benchmark.sweep_plan import SweepOptions, expand_grid  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    # The workers import the fake runner from tests/ by name, as the driver does.
+    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield ray
+    ray.shutdown()
+
+
+def two_smoke_runs(results: Path, **options):
+    plan = expand_grid("table1", SweepOptions(schedule="smoke", data=("mnist-dynamic",),
+                                              **options), results)
+    return [run for run in plan if run.config.k == 5 and run.config.layers == 1]
+
+
+def sweep_on_ray(plan, runner, data_dir: Path):
+    err = io.StringIO()
+    report = run_sweep("table1", plan, data_dir=data_dir, runner=runner,
+                       check_data=lambda name, data_dir: None, stream=err, out=io.StringIO(),
+                       executor_factory=lambda n: RayExecutor(None, None, 0.0))
+    return report, err.getvalue()
+
+
+def test_ray_executor_runs_two_smoke_configs(local_ray, tmp_path):
+    plan = two_smoke_runs(tmp_path, steps=4)
+    assert len(plan) == 2
+    report, log = sweep_on_ray(plan, fake_train_run, tmp_path)
+    assert report.exit_code == 0 and len(report.complete) == 2
+    assert "ray executor: 2 run(s) at a time" in log
+    for run in plan:
+        assert calls_of(run.run_dir) == ["fresh"]
+        assert status_of(run.run_dir) == "complete"
+    # The instance belongs to the caller: the executor must not have shut it down.
+    assert ray.is_initialized()
+
+
+def test_ray_executor_with_the_real_trainer(local_ray, tmp_path):
+    data_dir = write_synthetic_raw(tmp_path / "data")
+    plan = two_smoke_runs(tmp_path / "results", steps=6, eval_k=4, eval_n=10)
+    report, log = sweep_on_ray(plan, run_real_trainer, data_dir)
+    assert report.exit_code == 0, log
+    for run in plan:
+        record = load_result(run.run_dir)
+        assert record["status"] == "complete" and record["run_id"] == run.run_id
+        assert record["progress"]["steps"] == 6 and record["metrics"]["test_nll"] > 0
