@@ -94,8 +94,11 @@ def run_id(config: RunConfig) -> str:
     else:
         name = (f"{config.data}_{config.model}_k{config.k}_L{config.layers}_s{config.seed}_"
                 f"{config.fidelity}_{config.schedule}")
-    for flag in ("stages", "epochs", "steps", "eval_k", "eval_n"):
-        value = getattr(config, flag)
-        if value is not None:
-            name += f"_{flag.replace('_', '')}{value:g}"
-    return name
+    return name + cut_suffix(config)
+
+
+def cut_suffix(config: RunConfig) -> str:
+    """Every flag that makes a run shorter or its evaluation smaller shows in its id."""
+    flags = ("stages", "epochs", "steps", "eval_k", "eval_n")
+    values = [(flag.replace("_", ""), getattr(config, flag)) for flag in flags]
+    return "".join(f"_{name}{value:g}" for name, value in values if value is not None)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import RunConfig
+from benchmark.config import RunConfig, run_id
 from benchmark.errors import UserError
 
 GRIDS = ("table1", "table2", "binarization")
@@ -74,29 +74,9 @@ class PlannedRun:
         return f"{self.sweep}/{self.run_id}"
 
 
-def format_number(value: float) -> str:
-    return f"{value:g}"
-
-
-def cut_suffix(config: RunConfig) -> str:
-    """Every flag that makes a run shorter or its evaluation smaller shows in its id."""
-    parts = [
-        ("stages", config.stages), ("epochs", config.epochs), ("steps", config.steps),
-        ("evalk", config.eval_k), ("evaln", config.eval_n),
-    ]
-    return "".join(f"_{name}{format_number(value)}" for name, value in parts if value is not None)
-
-
 def run_id_for(config: RunConfig) -> str:
-    """A stable, readable id, e.g. mnist-dynamic_iwae_k50_L2_s0_code_full (device excluded)."""
-    if config.init_from is not None:
-        raise ValueError("continuations get their id from continuation_run_id")
-    return (f"{config.data}_{config.model}_k{config.k}_L{config.layers}_s{config.seed}"
-            f"_{config.fidelity}_{config.schedule}{cut_suffix(config)}")
-
-
-def continuation_run_id(base_run_id: str, model: str, k: int) -> str:
-    return f"{base_run_id}_to_{model}_k{k}"
+    """A stable, readable id (device excluded): the same as `train` gives a run by default."""
+    return run_id(config)
 
 
 def selected_data(grid: str, requested: Sequence[str] | None) -> tuple[str, ...]:
@@ -141,9 +121,9 @@ def expand_continuations(options: SweepOptions, results_dir: Path) -> list[Plann
             base_config = options.run_config(CONTINUATION_DATA, base_model, base_k,
                                              CONTINUATION_LAYERS, seed)
             base = planned_run(results_dir, TABLE1_SWEEP, base_config)
-            run_id = continuation_run_id(base.run_id, model, k)
             # Absolute, because the trainer may run with another working directory (Ray).
             config = replace(base_config, model=model, k=k, init_from=str(base.run_dir))
+            run_id = run_id_for(config)
             runs.append(base)
             runs.append(PlannedRun(run_id, "table2", config, results_dir / "table2" / run_id,
                                    depends_on=base.run_dir))
