@@ -124,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write the HTML report and tables")
     p.add_argument("--results", type=Path, default=Path("results"))
-    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: reports/<name of the results folder>)")
+    p.add_argument("--grid", choices=("table1", "table2", "binarization"), default=None,
+                   help="show only that sweep grid's runs and tables")
     return parser
 
 
@@ -155,7 +158,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         from benchmark.report import report_command
 
-        return report_command(args.results, args.out)
+        return report_command(args.results, args.out, args.grid)
     raise AssertionError(args.command)
 
 

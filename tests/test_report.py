@@ -420,3 +420,23 @@ def test_table2_withholds_verdict_when_the_first_stage_was_cut(tmp_path):
     assert exp1["Second-stage NLL"] == "84.95" and exp1["Second-stage NLL verdict"] == ""
     assert "first stage was cut" in exp1["Second-stage NLL status"]
     assert "40 / 3,280" in exp1["First-stage NLL status"]
+
+
+def test_grid_report_shows_only_that_grids_runs_and_tables(tmp_path):
+    results = build_results_tree(tmp_path)
+    table1 = build_report(results, tmp_path / "t1", grid="table1").parent
+    assert sorted(p.name for p in (table1 / "tables" / "code").glob("*.csv")) == [
+        "table1.csv", "train_test_gap.csv"]
+    html = (table1 / "index.html").read_text()
+    assert "IWAE reproduction report: table1" in html and "--grid table1" in html
+    assert "Table 3: fixed MNIST" not in html and "Table 1: dynamic MNIST" in html
+
+    binarization = build_report(results, tmp_path / "bin", grid="binarization").parent
+    names = {p.name for p in (binarization / "tables" / "code").glob("*.csv")}
+    assert {"table1.csv", "table3.csv", "binarization.csv"} <= names
+    assert "table2.csv" not in names
+    runs = pd.read_csv(binarization / "tables" / "runs.csv")
+    assert runs.to_string().count("omniglot") == 0
+
+    table2 = build_report(results, tmp_path / "t2", grid="table2").parent
+    assert {p.name for p in (table2 / "tables" / "code").glob("*.csv")} == {"table2.csv"}

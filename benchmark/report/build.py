@@ -23,7 +23,7 @@ from benchmark.report.provenance import (
     report_origin,
 )
 from benchmark.report.published import KS, LAYERS, MODELS, Published, load_published
-from benchmark.report.runs import Run, data_label, load_runs, unreadable_records
+from benchmark.report.runs import Run, data_label, load_runs, select_grid, unreadable_records
 from benchmark.report.tableio import Cell, ReportTable, write_table
 from benchmark.report.tables import (
     ALL_DATA,
@@ -128,12 +128,14 @@ def gallery(ft: FidelityTables) -> tuple[GalleryCard, ...]:
     return tuple(cards)
 
 
-def fidelity_sections(ft: FidelityTables, runs: Sequence[Run],
-                      published: Published) -> list[Section]:
+def fidelity_sections(ft: FidelityTables, runs: Sequence[Run], published: Published,
+                      grid: str | None) -> list[Section]:
     fid = ft.fidelity
-    notes = [] if ft.table2 else ["Table 2 (Section 5.2 continuations): no run of this "
-                                  "fidelity yet (`python -m benchmark sweep table2`)."]
-    tables = [ft.table1, ft.table3, *([ft.table2] if ft.table2 else []), ft.binarization, ft.gap]
+    wants_table2 = grid in (None, "table2")
+    notes = [] if ft.table2 or not wants_table2 else [
+        "Table 2 (Section 5.2 continuations): no run of this fidelity yet "
+        "(`python -m benchmark sweep table2`)."]
+    tables = ft.for_grid(grid)
     return [
         Section(f"tables-{fid}", f"Tables, fidelity {fid}", FIDELITY_NOTES.get(fid, ""),
                 tables=tuple(tables), notes=tuple(notes)),
@@ -206,11 +208,11 @@ def reading_guide(published: Published) -> Section:
 
 def build_page(results_dir: Path, out_dir: Path, runs: list[Run], published: Published,
                per_fidelity: list[FidelityTables], extra: list[ReportTable],
-               links: dict[str, list[str]], origin: ReportOrigin) -> Page:
-    counts = verdict_counts([t for ft in per_fidelity for t in ft.all()])
+               links: dict[str, list[str]], origin: ReportOrigin, grid: str | None) -> Page:
+    counts = verdict_counts([t for ft in per_fidelity for t in ft.for_grid(grid)])
     sections = [reading_guide(published)]
     for ft in per_fidelity:
-        sections += fidelity_sections(ft, runs, published)
+        sections += fidelity_sections(ft, runs, published, grid)
     by_name = {t.name: t for t in extra}
     sections += [
         Section("attention", "Runs that did not complete", tables=(by_name["attention"],)),
@@ -220,7 +222,7 @@ def build_page(results_dir: Path, out_dir: Path, runs: list[Run], published: Pub
     ]
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return Page(
-        title=f"IWAE reproduction report: {Path(results_dir).resolve().name}",
+        title=f"IWAE reproduction report: {grid or Path(results_dir).resolve().name}",
         subtitle=f"Measured by this suite beside the published numbers of "
                  f"{published.paper['version']}. Results from {results_dir}; generated {now}.",
         banners=tuple(banners(runs)), stats=page_stats(runs, counts),
@@ -230,23 +232,32 @@ def build_page(results_dir: Path, out_dir: Path, runs: list[Run], published: Pub
         table_links=links)
 
 
-def build_report(results_dir: Path, out_dir: Path | None = None) -> Path:
-    """Write out_dir/index.html and out_dir/tables/*; return the path of index.html."""
+def build_report(results_dir: Path, out_dir: Path | None = None, grid: str | None = None
+                 ) -> Path:
+    """Write out_dir/index.html and out_dir/tables/*; return the path of index.html.
+
+    With a grid (table1, binarization, table2), only that sweep's runs and tables are shown:
+    the runs of one results folder can serve several grids (table1's MNIST runs are also the
+    dynamic half of the binarization comparison)."""
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(results_dir)
-    runs = load_runs_or_explain(results_dir)
+    runs = select_grid(load_runs_or_explain(results_dir), grid)
+    if not runs:
+        raise UserError(f"no runs of the {grid} grid under {results_dir}: "
+                        + SWEEP_HINT.format(dir=results_dir))
     published = load_published()
     per_fidelity = [build_fidelity_tables(runs, published, fid, results_dir)
                     for fid in fidelities(runs)]
-    origin = report_origin(results_dir, out_dir)
+    origin = report_origin(results_dir, out_dir, grid)
     extra = [attention_table(runs, results_dir), runs_table(runs, results_dir),
              provenance_table(runs, origin), checksum_table(runs)]
     links = {}
-    for table in [t for ft in per_fidelity for t in ft.all()] + extra:
+    for table in [t for ft in per_fidelity for t in ft.for_grid(grid)] + extra:
         written = write_table(table, out_dir / "tables")
         links[table.relpath] = [str(p.relative_to(out_dir)) for p in written]
         _make_readable(written)
-    page = build_page(results_dir, out_dir, runs, published, per_fidelity, extra, links, origin)
+    page = build_page(results_dir, out_dir, runs, published, per_fidelity, extra, links, origin,
+                      grid)
     index = out_dir / "index.html"
     atomic_write_text(index, render_page(page))
     _make_readable([index])
@@ -260,7 +271,7 @@ def _make_readable(paths: Sequence[Path]) -> None:
         path.chmod(0o644)
 
 
-def report_command(results_dir: Path, out_dir: Path | None) -> int:
-    index = build_report(results_dir, out_dir)
+def report_command(results_dir: Path, out_dir: Path | None, grid: str | None = None) -> int:
+    index = build_report(results_dir, out_dir, grid)
     print(f"report written to {index}")
     return 0

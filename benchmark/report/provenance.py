@@ -58,15 +58,17 @@ def installed_version(distribution: str) -> str:
         return "not installed"
 
 
-def regenerate_command(results_dir: Path, out_dir: Path) -> str:
+def regenerate_command(results_dir: Path, out_dir: Path, grid: str | None = None) -> str:
+    grid_args = ["--grid", grid] if grid else []
     return shlex.join(["python", "-m", "benchmark", "report", "--results", str(results_dir),
-                       "--out", str(out_dir)])
+                       *grid_args, "--out", str(out_dir)])
 
 
-def report_origin(results_dir: Path, out_dir: Path) -> ReportOrigin:
+def report_origin(results_dir: Path, out_dir: Path, grid: str | None = None) -> ReportOrigin:
     package_dir = Path(benchmark.__file__).resolve().parent
     return ReportOrigin(benchmark.__version__, git_commit(package_dir.parent),
-                        installed_version("torch"), regenerate_command(results_dir, out_dir))
+                        installed_version("torch"),
+                        regenerate_command(results_dir, out_dir, grid))
 
 
 def tally(values: Sequence[object]) -> str:

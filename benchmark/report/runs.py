@@ -243,3 +243,24 @@ def resolve_init_run(run: Run, runs: list[Run], results_dir: Path) -> Run | None
             return other
     # Paths recorded on another machine: fall back to the run directory's name.
     return next((o for o in runs if o.run_dir.name == target.name and o is not run), None)
+
+
+GRID_DATA = {"table1": ("mnist-dynamic", "omniglot"),
+             "binarization": ("mnist-dynamic", "mnist-fixed"),
+             "table2": ("mnist-dynamic",)}
+
+
+def in_grid(run: Run, grid: str | None, continuation_bases: set[Path]) -> bool:
+    """Whether a run belongs to a report of one sweep grid: its data conditions, and for
+    table2 the continuations and the runs they continue from."""
+    if grid is None:
+        return True
+    if grid == "table2":
+        return run.init_from is not None or run.run_dir.resolve() in continuation_bases
+    return run.init_from is None and run.data in GRID_DATA[grid]
+
+
+def select_grid(runs: list[Run], grid: str | None) -> list[Run]:
+    bases = {Path(r.init_from).resolve() for r in runs if r.init_from is not None}
+    return [r for r in runs if in_grid(r, grid, bases)]
+

@@ -385,6 +385,16 @@ class FidelityTables:
         tables = [self.table1, self.table3, self.binarization, self.gap, self.table2]
         return [t for t in tables if t is not None]
 
+    def for_grid(self, grid: str | None) -> list[ReportTable]:
+        """The tables a report of one sweep grid shows (all of them without a grid)."""
+        chosen = {
+            None: [self.table1, self.table3, self.table2, self.binarization, self.gap],
+            "table1": [self.table1, self.gap],
+            "binarization": [self.table1, self.table3, self.binarization, self.gap],
+            "table2": [self.table2],
+        }[grid]
+        return [t for t in chosen if t is not None]
+
 
 def build_fidelity_tables(runs: Sequence[Run], published: Published, fidelity: str,
                           results_dir: Path) -> FidelityTables:
