@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +177,26 @@ def split_unavailable(runs: list[PlannedRun], data_dir: Path, check_data: DataCh
         record_unavailable(of_data, reason)
         report.unavailable.extend(run.label for run in of_data)
     return [run for run in runs if run in usable]
+
+
+def record_unselected_unavailable(grid: str, options: SweepOptions, plan: list[PlannedRun],
+                                  results: Path, data_dir: Path,
+                                  check_data: DataCheck = check_data_available) -> None:
+    """With --data, the grid's other data conditions are not trained; those whose files are
+    missing are still recorded as unavailable, so a report of the grid says why they are absent
+    rather than just "not run". Conditions whose data is present are left alone."""
+    if options.data is None:
+        return
+    planned = {run.run_dir for run in plan}
+    others = [run for run in expand_grid(grid, replace(options, data=None), results)
+              if run.run_dir not in planned and not is_complete(run)]
+    for name in dict.fromkeys(run.config.data for run in others):
+        reason = check_data(name, data_dir)
+        if reason is not None:
+            of_data = [run for run in others if run.config.data == name]
+            print(f"not selected, and unavailable: {name} ({len(of_data)} run(s) recorded as "
+                  f"unavailable): {reason}", file=sys.stderr, flush=True)
+            record_unavailable(of_data, reason)
 
 
 class SweepLoop:
@@ -409,6 +429,7 @@ def sweep_command(args: argparse.Namespace) -> int:
                              address=args.address, gpus_per_run=args.gpus_per_run)
 
     check_executor_flags(args)
+    record_unselected_unavailable(args.grid, options, plan, args.results, Path(args.data_dir))
     with termination_as_interrupt():
         report = run_sweep(args.grid, plan, data_dir=Path(args.data_dir),
                            executor_factory=executor_factory)

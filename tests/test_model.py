@@ -31,9 +31,11 @@ def test_two_layer_architecture_matches_the_paper():
     shapes = param_shapes(IWAEModel(2))
     weights = {n: s for n, s in shapes.items() if n.endswith("weight")}
     assert weights == {
-        "encoder.0.trunk.layers.0.weight": (784, 200), "encoder.0.trunk.layers.1.weight": (200, 200),
+        "encoder.0.trunk.layers.0.weight": (784, 200),
+        "encoder.0.trunk.layers.1.weight": (200, 200),
         "encoder.0.mean.weight": (200, 100), "encoder.0.log_sigma.weight": (200, 100),
-        "encoder.1.trunk.layers.0.weight": (100, 100), "encoder.1.trunk.layers.1.weight": (100, 100),
+        "encoder.1.trunk.layers.0.weight": (100, 100),
+        "encoder.1.trunk.layers.1.weight": (100, 100),
         "encoder.1.mean.weight": (100, 50), "encoder.1.log_sigma.weight": (100, 50),
         "likelihood.trunk.layers.0.weight": (100, 200),
         "likelihood.trunk.layers.1.weight": (200, 200), "likelihood.logits.weight": (200, 784),

@@ -32,7 +32,7 @@ from benchmark.executors import (
 )
 from benchmark.locks import LOCK_FILE, LockInfo, RunDirLock, read_lock
 from benchmark.results import load_result
-from benchmark.sweep import SweepReport, run_sweep
+from benchmark.sweep import SweepReport, record_unselected_unavailable, run_sweep
 from benchmark.sweep_plan import (
     PlannedRun,
     SweepOptions,
@@ -424,7 +424,30 @@ def test_cli_all_data_missing_records_unavailable_and_exits_0(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "12 unavailable" in result.stdout
     records = [load_result(p) for p in (tmp_path / "results" / "table1").iterdir()]
-    assert len(records) == 12 and {r["status"] for r in records} == {"unavailable"}
+    # the 12 selected omniglot runs, and the grid's 12 unselected mnist-dynamic runs, whose data
+    # is missing too: recorded so that a table1 report says why they are absent
+    assert len(records) == 24 and {r["status"] for r in records} == {"unavailable"}
+    assert "not selected, and unavailable: mnist-dynamic" in result.stderr
+
+
+def test_unselected_conditions_are_recorded_only_when_their_data_is_missing(tmp_path):
+    options = SweepOptions(schedule="smoke", data=("mnist-dynamic",))
+    plan = expand_grid("table1", options, tmp_path)
+
+    def present(name: str, data_dir: Path) -> str | None:
+        return None
+
+    record_unselected_unavailable("table1", options, plan, tmp_path, tmp_path, present)
+    assert not (tmp_path / "table1").exists()
+
+    def omniglot_missing(name: str, data_dir: Path) -> str | None:
+        assert name == "omniglot"  # the selected condition is not checked here
+        return "chardata.mat is missing"
+
+    record_unselected_unavailable("table1", options, plan, tmp_path, tmp_path, omniglot_missing)
+    records = [load_result(p) for p in (tmp_path / "table1").iterdir()]
+    assert len(records) == 12
+    assert {(r["config"]["data"], r["status"]) for r in records} == {("omniglot", "unavailable")}
 
 
 # --- with the real trainer on synthetic data ---------------------------------------------------
