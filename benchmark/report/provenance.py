@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import shlex
-import subprocess
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import benchmark
+from benchmark.environment import git_commit
 from benchmark.report.runs import Run
 from benchmark.report.tableio import Cell, ReportTable
 
@@ -34,23 +34,6 @@ class ReportOrigin:
     command: str
 
 
-def git_commit(repo_dir: Path) -> str:
-    """HEAD of the checkout holding this package, +dirty for uncommitted changes (as runs do)."""
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *args], cwd=repo_dir, capture_output=True, text=True,
-                                  timeout=10, check=False)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    head = git("rev-parse", "HEAD")
-    if head is None:
-        return "unknown (not a git checkout, or no commit yet)"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return f"{head}+dirty" if dirty else head
-
-
 def installed_version(distribution: str) -> str:
     try:
         return importlib.metadata.version(distribution)
@@ -65,8 +48,8 @@ def regenerate_command(results_dir: Path, out_dir: Path, grid: str | None = None
 
 
 def report_origin(results_dir: Path, out_dir: Path, grid: str | None = None) -> ReportOrigin:
-    package_dir = Path(benchmark.__file__).resolve().parent
-    return ReportOrigin(benchmark.__version__, git_commit(package_dir.parent),
+    return ReportOrigin(benchmark.__version__,
+                        git_commit() or "unknown (not a git checkout, or no commit yet)",
                         installed_version("torch"),
                         regenerate_command(results_dir, out_dir, grid))
 
