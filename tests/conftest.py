@@ -1,6 +1,7 @@
 """Shared fixtures: the real datasets folder, synthetic data directories, a local HTTP server.
 
 - shared_datasets: ../shared/datasets (relative to the repository root); skips when absent.
+- real_data_dir: a data directory linking to the real MNIST files (skips without them).
 - synthetic_tree: synthetic raw files laid out like ../shared/datasets (session-wide, read-only).
 - synthetic_data_dir: a fresh data directory whose raw files are written, catalogued and already
   verified, so that load_dataset(condition, synthetic_data_dir) works for all three conditions
@@ -23,7 +24,7 @@ import pytest
 from synthetic import FileServer, write_source_tree, write_synthetic_raw
 
 from benchmark.data.fetch import FetchSettings
-from benchmark.data.sources import load_catalogue, verify_file
+from benchmark.data.sources import DEFAULT_CATALOGUE, load_catalogue, verify_file
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -33,6 +34,19 @@ def shared_datasets() -> Path:
     if not (SHARED_DATASETS / "mnist").is_dir():
         pytest.skip(f"the real dataset files are not in {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def real_data_dir(shared_datasets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory whose raw files are links to the real MNIST and fixed-MNIST files."""
+    data_dir = tmp_path_factory.mktemp("real") / "data"
+    for entry in DEFAULT_CATALOGUE.files:
+        if entry.dataset == "omniglot":
+            continue
+        link = entry.local_path(data_dir)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(shared_datasets / entry.relpath)
+    return data_dir
 
 
 @pytest.fixture(scope="session")

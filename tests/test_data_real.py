@@ -21,16 +21,6 @@ PRESENT = [e for e in DEFAULT_CATALOGUE.files if e.dataset != "omniglot"]
 
 
 @pytest.fixture(scope="module")
-def real_data_dir(shared_datasets: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_dir = tmp_path_factory.mktemp("real") / "data"
-    for entry in PRESENT:
-        link = entry.local_path(data_dir)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(shared_datasets / entry.relpath)
-    return data_dir
-
-
-@pytest.fixture(scope="module")
 def mnist(real_data_dir: Path):
     return load_dataset("mnist-dynamic", real_data_dir)
 
