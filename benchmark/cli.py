@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None,
                    help="Ray cluster address (ray executor; default: start a local instance)")
     p.add_argument("--gpus-per-run", type=float, default=0.0,
-                   help="ray only; fractions pack several runs onto one GPU")
+                   help="ray only; GPUs per task, so per group of runs unless --no-group; "
+                        "fractions pack several tasks onto one GPU")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--stages", type=positive_int, default=None)
     p.add_argument("--epochs", type=positive_float, default=None)
@@ -118,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-k", type=positive_int, default=None)
     p.add_argument("--eval-n", type=positive_int, default=None)
     p.add_argument("--no-group", action="store_true",
-                   help="train every run alone instead of in batched ensembles")
+                   help="train every run alone (default: compatible runs, same layers, k, "
+                        "fidelity and device, train together as batched ensembles)")
     add_data_dir(p)
     p.add_argument("--results", type=Path, default=Path("results"))
 

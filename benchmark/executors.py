@@ -1,8 +1,10 @@
-"""Where the runs of a sweep execute: a local process pool, Ray, or (tests) this very process.
+"""Where the tasks of a sweep execute: a local process pool, Ray, or (tests) this very process.
 
-Every executor runs `execute_run(task)` somewhere and hands its `RunOutcome` back to the driver,
-which alone writes result records, holds the run locks and retries failures. A run's progress
-(steps done / planned) travels back through a queue the executor provides.
+A task is one run (`RunTask`, benchmark.train.train_run) or a group of runs trained together as
+one batched ensemble (`GroupTask`, benchmark.ensemble.train_group). Every executor runs
+`execute_task(task)` somewhere and hands its `TaskOutcome` (one record per run) back to the
+driver, which alone writes result records, holds the run locks and retries failures. Each run's
+progress (steps done / planned) travels back through a queue the executor provides.
 
 Ray: results/ (and the data folder) must be on storage that every node sees under the same path.
 The driver writes the result records from what the tasks return, but the checkpoints, curves and
@@ -27,7 +29,17 @@ from benchmark.errors import UserError
 
 ProgressItem = tuple[str, int, int]  # (run key, steps done, steps planned)
 Runner = Callable[..., dict[str, Any]]  # the signature of benchmark.train.train_run
+GroupRunner = Callable[..., list[dict[str, Any]]]  # that of benchmark.ensemble.train_group
 RAY_MISSING = "the ray executor needs Ray: pip install 'iwae-benchmark[ray]'"
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    key: str
+    records: list[dict[str, Any]] | None  # what the runner returned, one per run, in order
+    error: str | None  # one line, when the runner raised
+    details: str | None  # the traceback, for the log
+    elapsed_s: float
 
 
 @dataclass(frozen=True)
@@ -44,14 +56,35 @@ class RunTask:
     threads: int
     progress: Any = None  # a queue with put(); None for no progress reports
 
+    def execute(self) -> TaskOutcome:
+        return execute_run(self)
+
 
 @dataclass(frozen=True)
-class RunOutcome:
+class GroupMember:
+    config: dict[str, Any]
+    run_dir: str
+    run_id: str
+    key: str  # the run's progress key
+
+
+@dataclass(frozen=True)
+class GroupTask:
+    """Everything a worker needs to train several runs as one group; picklable (spawn, Ray)."""
+
     key: str
-    record: dict[str, Any] | None  # what the runner returned
-    error: str | None  # one line, when the runner raised
-    details: str | None  # the traceback, for the log
-    elapsed_s: float
+    runner: GroupRunner
+    members: tuple[GroupMember, ...]
+    data_dir: str
+    sweep: str
+    threads: int
+    progress: Any = None
+
+    def execute(self) -> TaskOutcome:
+        return execute_group(self)
+
+
+Task = RunTask | GroupTask
 
 
 def run_real_trainer(config: RunConfig, run_dir: Path, data_dir: Path, **kwargs: Any) -> dict:
@@ -59,6 +92,14 @@ def run_real_trainer(config: RunConfig, run_dir: Path, data_dir: Path, **kwargs:
     from benchmark.train import train_run
 
     return train_run(config, run_dir, data_dir, **kwargs)
+
+
+def run_real_group_trainer(configs: list[RunConfig], run_dirs: list[Path], data_dir: Path,
+                           **kwargs: Any) -> list[dict]:
+    """benchmark.ensemble.train_group, imported in the worker (see run_real_trainer)."""
+    from benchmark.ensemble import train_group
+
+    return train_group(configs, run_dirs, data_dir, **kwargs)
 
 
 def set_torch_threads(threads: int) -> None:
@@ -81,29 +122,73 @@ def report_progress(channel: Any, key: str) -> Callable[[int, int], None]:
     return on_progress
 
 
-def execute_run(task: RunTask) -> RunOutcome:
-    """Train one run in the current process; never raises for a failure of the run itself."""
+def report_member_progress(channel: Any, keys: tuple[str, ...]) -> Callable[[int, int, int], None]:
+    """train_group's on_progress(member index, done, planned), sent under each member's key."""
+    by_member = [report_progress(channel, key) for key in keys]
+
+    def on_progress(member: int, done: int, planned: int) -> None:
+        by_member[member](done, planned)
+
+    return on_progress
+
+
+def guarded(key: str, threads: int, work: Callable[[], list[dict[str, Any]]]) -> TaskOutcome:
+    """Run `work` in the current process; a failure of the runs becomes the outcome's error."""
     start = time.monotonic()
     try:
-        set_torch_threads(task.threads)
-        on_progress = report_progress(task.progress, task.key) if task.progress else None
-        record = task.runner(
-            RunConfig.from_dict(task.config), Path(task.run_dir), Path(task.data_dir),
-            run_id=task.run_id, sweep=task.sweep, show_progress=False, on_progress=on_progress,
-        )
-        return RunOutcome(task.key, record, None, None, time.monotonic() - start)
+        set_torch_threads(threads)
+        records = work()
+        return TaskOutcome(key, records, None, None, time.monotonic() - start)
     except Exception as err:  # noqa: BLE001 - reported to the driver, which retries once
         error = f"{type(err).__name__}: {err}".splitlines()[0]
-        return RunOutcome(task.key, None, error, traceback.format_exc(), time.monotonic() - start)
+        return TaskOutcome(key, None, error, traceback.format_exc(), time.monotonic() - start)
+
+
+def execute_run(task: RunTask) -> TaskOutcome:
+    """Train one run in the current process; never raises for a failure of the run itself."""
+
+    def work() -> list[dict[str, Any]]:
+        on_progress = report_progress(task.progress, task.key) if task.progress else None
+        return [task.runner(
+            RunConfig.from_dict(task.config), Path(task.run_dir), Path(task.data_dir),
+            run_id=task.run_id, sweep=task.sweep, show_progress=False, on_progress=on_progress,
+        )]
+
+    return guarded(task.key, task.threads, work)
+
+
+def execute_group(task: GroupTask) -> TaskOutcome:
+    """Train a group of runs together in the current process; never raises for their failure."""
+    members = task.members
+
+    def work() -> list[dict[str, Any]]:
+        keys = tuple(m.key for m in members)
+        on_progress = report_member_progress(task.progress, keys) if task.progress else None
+        records = task.runner(
+            [RunConfig.from_dict(m.config) for m in members], [Path(m.run_dir) for m in members],
+            Path(task.data_dir), run_ids=[m.run_id for m in members], sweep=task.sweep,
+            show_progress=False, on_progress=on_progress,
+        )
+        if len(records) != len(members):  # the driver pairs records with runs by position
+            raise ValueError(f"the group runner returned {len(records)} records for "
+                             f"{len(members)} runs")
+        return list(records)
+
+    return guarded(task.key, task.threads, work)
+
+
+def execute_task(task: Task) -> TaskOutcome:
+    """The one function the executors ship to their workers."""
+    return task.execute()
 
 
 class Executor(Protocol):
-    capacity: int  # how many runs may be in flight at once
-    threads_per_run: int
+    capacity: int  # how many tasks may be in flight at once
+    threads_per_task: int  # torch threads (and, with Ray, CPUs) each task uses
 
-    def submit(self, task: RunTask) -> None: ...
+    def submit(self, task: Task) -> None: ...
 
-    def wait(self, timeout: float) -> list[RunOutcome]: ...
+    def wait(self, timeout: float) -> list[TaskOutcome]: ...
 
     def progress_channel(self) -> Any: ...
 
@@ -144,20 +229,20 @@ def drain_queue(channel: Any) -> list[ProgressItem]:
 class InlineExecutor:
     """Runs each task in this process when waited on: for tests and debugging, not for sweeps."""
 
-    def __init__(self, threads_per_run: int = 1) -> None:
+    def __init__(self, threads_per_task: int = 1) -> None:
         self.capacity = 1
-        self.threads_per_run = threads_per_run
+        self.threads_per_task = threads_per_task
         self._queue: queue.Queue = queue.Queue()
-        self._pending: list[RunTask] = []
+        self._pending: list[Task] = []
 
     def progress_channel(self) -> Any:
         return self._queue
 
-    def submit(self, task: RunTask) -> None:
+    def submit(self, task: Task) -> None:
         self._pending.append(task)
 
-    def wait(self, timeout: float) -> list[RunOutcome]:
-        done = [execute_run(task) for task in self._pending]
+    def wait(self, timeout: float) -> list[TaskOutcome]:
+        done = [execute_task(task) for task in self._pending]
         self._pending.clear()
         return done
 
@@ -171,9 +256,9 @@ class InlineExecutor:
 class LocalExecutor:
     """A process pool on this machine (spawn: torch and fork do not mix)."""
 
-    def __init__(self, workers: int, threads_per_run: int) -> None:
+    def __init__(self, workers: int, threads_per_task: int) -> None:
         self.capacity = workers
-        self.threads_per_run = threads_per_run
+        self.threads_per_task = threads_per_task
         self._context = multiprocessing.get_context("spawn")
         self._manager = self._context.Manager()
         self._queue = self._manager.Queue()
@@ -189,10 +274,10 @@ class LocalExecutor:
     def progress_channel(self) -> Any:
         return self._queue
 
-    def submit(self, task: RunTask) -> None:
-        self._futures[self._ensure_pool().submit(execute_run, task)] = task.key
+    def submit(self, task: Task) -> None:
+        self._futures[self._ensure_pool().submit(execute_task, task)] = task.key
 
-    def wait(self, timeout: float) -> list[RunOutcome]:
+    def wait(self, timeout: float) -> list[TaskOutcome]:
         if not self._futures:
             return []
         done, _ = cf.wait(self._futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
@@ -201,14 +286,14 @@ class LocalExecutor:
             self._discard_broken_pool()
         return outcomes
 
-    def _outcome_of(self, future: cf.Future) -> RunOutcome:
+    def _outcome_of(self, future: cf.Future) -> TaskOutcome:
         key = self._futures.pop(future)
         try:
             return future.result()
         except cf.process.BrokenProcessPool as err:
-            # A worker was killed (out of memory, signal): every run in flight is lost with it.
-            return RunOutcome(key, None, f"BrokenProcessPool: worker process died ({err})",
-                              None, 0.0)
+            # A worker was killed (out of memory, signal): every task in flight is lost with it.
+            return TaskOutcome(key, None, f"BrokenProcessPool: worker process died ({err})",
+                               None, 0.0)
 
     def _discard_broken_pool(self) -> None:
         if self._pool is not None:
@@ -253,24 +338,25 @@ def import_ray() -> Any:
 def check_gpus_per_run(gpus: float) -> None:
     if gpus < 0 or (gpus > 1 and not float(gpus).is_integer()):
         raise UserError("--gpus-per-run must be a fraction of one GPU (0 < g <= 1, e.g. 0.25 "
-                        "packs four runs on a GPU) or a whole number of GPUs")
+                        "packs four tasks on a GPU) or a whole number of GPUs")
 
 
 class RayExecutor:
-    """Each run a Ray task (num_cpus = threads per run, num_gpus = --gpus-per-run)."""
+    """Each task (a run, or a group of runs) a Ray task: num_cpus = the threads it uses,
+    num_gpus = --gpus-per-run, which therefore applies per group when the sweep groups runs."""
 
     def __init__(self, address: str | None, workers: int | None, gpus_per_run: float,
-                 threads_per_run: int = 1, num_cpus: int | None = None) -> None:
+                 threads_per_task: int = 1, num_cpus: int | None = None) -> None:
         check_gpus_per_run(gpus_per_run)
         self._ray = import_ray()
-        self.threads_per_run = threads_per_run
+        self.threads_per_task = threads_per_task
         self._gpus_per_run = gpus_per_run
         self._started_here = self._connect(address, num_cpus)
         from ray.util.queue import Queue
 
         # num_cpus=0: the queue actor must not take a slot that a run could use.
         self._queue = Queue(actor_options={"num_cpus": 0})
-        self._remote = self._ray.remote(execute_run)
+        self._remote = self._ray.remote(execute_task)
         self._refs: dict[Any, str] = {}
         self.capacity = workers or self._cluster_capacity()
 
@@ -291,7 +377,7 @@ class RayExecutor:
 
     def _cluster_capacity(self) -> int:
         resources = self._ray.cluster_resources()
-        slots = int(resources.get("CPU", 1) // self.threads_per_run)
+        slots = int(resources.get("CPU", 1) // self.threads_per_task)
         if self._gpus_per_run > 0:
             slots = min(slots, int(resources.get("GPU", 0) / self._gpus_per_run + 1e-9))
             if slots == 0:
@@ -302,25 +388,25 @@ class RayExecutor:
     def progress_channel(self) -> Any:
         return self._queue
 
-    def submit(self, task: RunTask) -> None:
+    def submit(self, task: Task) -> None:
         # max_retries=0: the driver retries a failed run itself, once, and reports it.
-        remote = self._remote.options(num_cpus=self.threads_per_run, num_gpus=self._gpus_per_run,
+        remote = self._remote.options(num_cpus=self.threads_per_task, num_gpus=self._gpus_per_run,
                                       max_retries=0)
         self._refs[remote.remote(task)] = task.key
 
-    def wait(self, timeout: float) -> list[RunOutcome]:
+    def wait(self, timeout: float) -> list[TaskOutcome]:
         if not self._refs:
             return []
         ready, _ = self._ray.wait(list(self._refs), num_returns=1, timeout=timeout)
         return [self._outcome_of(ref) for ref in ready]
 
-    def _outcome_of(self, ref: Any) -> RunOutcome:
+    def _outcome_of(self, ref: Any) -> TaskOutcome:
         key = self._refs.pop(ref)
         try:
             return self._ray.get(ref)
-        except Exception as err:  # noqa: BLE001 - a crashed worker or node fails this run only
+        except Exception as err:  # noqa: BLE001 - a crashed worker or node fails this task only
             message = f"{type(err).__name__}: {err}".splitlines()[0]
-            return RunOutcome(key, None, message, None, 0.0)
+            return TaskOutcome(key, None, message, None, 0.0)
 
     def drain_progress(self) -> list[ProgressItem]:
         size = self._queue.size()
@@ -349,6 +435,6 @@ def make_executor(kind: str, *, n_runs: int, workers: int | None, address: str |
 
 def describe_executor(executor: Executor) -> str:
     name = type(executor).__name__.removesuffix("Executor").lower()
-    return (f"{name} executor: {executor.capacity} run(s) at a time, "
-            f"{executor.threads_per_run} thread(s) each")
+    return (f"{name} executor: {executor.capacity} task(s) at a time, "
+            f"{executor.threads_per_task} thread(s) each")
 

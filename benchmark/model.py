@@ -15,6 +15,7 @@ a shared tanh trunk; the prior on the top layer is N(0, I).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,9 +23,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from benchmark.fused import bernoulli_head_log_likelihood
+
 X_DIM = 784
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 AUTHORS_INIT_SEED = 123  # every Linear of the authors' code draws from its own RandomState(123)
+
+# One generator for the whole draw, or one per member (a member's draws then never depend on
+# which other members share its batch).
+Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,10 @@ class StackedLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(members, 1, n_out))
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.compiler.is_compiling():
+            # Under torch.compile (the fast numerics) the bias add fuses into the next
+            # elementwise kernel; baddbmm would first copy the broadcast bias into the output.
+            return torch.bmm(x, self.weight) + self.bias
         return torch.baddbmm(self.bias, x, self.weight)
 
 
@@ -137,6 +148,20 @@ def gaussian_log_density(h: Tensor, mean: Tensor, log_sigma: Tensor) -> Tensor:
 
 def standard_normal_log_density(h: Tensor) -> Tensor:
     return -(0.5 * h.square() + HALF_LOG_2PI).sum(-1)
+
+
+def standard_normal(shape: tuple[int, ...], generator: Generators, device: torch.device | str,
+                    dtype: torch.dtype = torch.float32) -> Tensor:
+    """N(0, 1) draws of `shape` (members first). With one generator per member, slice m holds
+    exactly what torch.randn(1, *shape[1:], generator=generator[m]) would have drawn."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for {shape[0]} members")
+    out = torch.empty(shape, device=device, dtype=dtype)
+    for member, gen in enumerate(generator):
+        out[member].normal_(generator=gen)  # randn is exactly empty().normal_()
+    return out
 
 
 def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
@@ -206,7 +231,7 @@ class IWAEModel(nn.Module):
         self,
         x: Tensor,
         k: int,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         unit_masks: list[Tensor] | None = None,
     ) -> Tensor:
         """log w = log p(x, h) - log q(h|x) for k samples h ~ q(h|x) per example.
@@ -215,9 +240,29 @@ class IWAEModel(nn.Module):
         from that encoding (the authors repeated x k times through the encoder: same numbers,
         k times the work). unit_masks (one bool (M, d) or (d,) tensor per stochastic layer,
         bottom first) prune latent units: a masked unit is removed from q, p and every network
-        that reads it.
+        that reads it. `generator` may be one generator per member.
         """
         M, B, _ = x.shape
+        eps = self.draw_noise(M, k, B, generator, x.device, x.dtype)
+        return self.log_weights_given_noise(x, eps, unit_masks)
+
+    def draw_noise(self, members: int, k: int, batch: int, generator: Generators,
+                   device: torch.device | str, dtype: torch.dtype = torch.float32
+                   ) -> list[Tensor]:
+        """The reparameterisation noise of every stochastic layer, bottom first: (M, k, B, d)."""
+        return [standard_normal((members, k, batch, d), generator, device, dtype)
+                for d in self.arch.latent_sizes]
+
+    def log_weights_given_noise(self, x: Tensor, eps: list[Tensor],
+                                unit_masks: list[Tensor] | None = None,
+                                fused_likelihood: bool = False) -> Tensor:
+        """log_weights with the noise given: eps from draw_noise, (M, k, B, d) per layer.
+
+        fused_likelihood computes log p(x|h1) with the fused Bernoulli head (benchmark.fused):
+        the same quantity with fewer passes over the (k B, 784) logits, rounded differently.
+        """
+        M, B, _ = x.shape
+        k = eps[0].shape[1]
         log_q = x.new_zeros(M, k, B)
         log_p = x.new_zeros(M, k, B)
         samples: list[Tensor] = []  # per layer, (M, k*B, d)
@@ -229,14 +274,14 @@ class IWAEModel(nn.Module):
             else:
                 mean, log_sigma = mean.view(M, k, B, -1), log_sigma.view(M, k, B, -1)
             d = mean.shape[-1]
-            eps = torch.randn(M, k, B, d, generator=generator, device=x.device, dtype=x.dtype)
+            noise = eps[layer]
             mask = self._mask(unit_masks, layer, x, M)
             if mask is not None:
                 mask = mask.unsqueeze(1)  # (M, 1, 1, d)
-                eps = eps * mask
+                noise = noise * mask
                 log_sigma = log_sigma * mask
-            h = mean + torch.exp(log_sigma) * eps  # (M, k, B, d)
-            log_q_terms = -(0.5 * eps.square() + log_sigma + HALF_LOG_2PI)
+            h = mean + torch.exp(log_sigma) * noise  # (M, k, B, d)
+            log_q_terms = -(0.5 * noise.square() + log_sigma + HALF_LOG_2PI)
             if mask is not None:
                 log_q_terms = log_q_terms * mask
                 h = h * mask
@@ -261,8 +306,13 @@ class IWAEModel(nn.Module):
                 terms = terms * mask
             log_p = log_p + terms.sum(-1).view(M, k, B)
 
-        logits = self.likelihood(samples[0]).view(M, k, B, self.x_dim)
-        log_px = bernoulli_log_likelihood(logits, x.unsqueeze(1))
+        if fused_likelihood:
+            head = self.likelihood.logits
+            hidden = self.likelihood.trunk(samples[0])  # (M, k*B, H)
+            log_px = bernoulli_head_log_likelihood(hidden, head.weight, head.bias, x, k)
+        else:
+            logits = self.likelihood(samples[0]).view(M, k, B, self.x_dim)
+            log_px = bernoulli_log_likelihood(logits, x.unsqueeze(1))
         return log_p + log_px - log_q
 
     @staticmethod
@@ -274,7 +324,7 @@ class IWAEModel(nn.Module):
         mask = unit_masks[layer].to(device=like.device, dtype=like.dtype)
         return mask.expand(members, -1).unsqueeze(1)
 
-    def posterior_means(self, x: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+    def posterior_means(self, x: Tensor, generator: Generators = None) -> list[Tensor]:
         """The q-mean of every stochastic layer, as the authors' active-units statistic uses it:
         layer 1 at x, layer l+1 at one sampled h_l ~ q(h_l | .). x: (M, B, 784); each (M, B, d)."""
         means = []
@@ -282,18 +332,17 @@ class IWAEModel(nn.Module):
         for block in self.encoder:
             mean, log_sigma = block(inp)
             means.append(mean)
-            eps = torch.randn(mean.shape, generator=generator, device=x.device, dtype=x.dtype)
+            eps = standard_normal(tuple(mean.shape), generator, x.device, x.dtype)
             inp = mean + torch.exp(log_sigma) * eps
         return means
 
-    def sample_images(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample_images(self, n: int, generator: Generators = None) -> Tensor:
         """Bernoulli means of n ancestral samples from the prior: (M, n, 784)."""
         device = self.likelihood.logits.bias.device
-        h = torch.randn(self.members, n, self.arch.latent_sizes[-1], generator=generator,
-                        device=device)
+        h = standard_normal((self.members, n, self.arch.latent_sizes[-1]), generator, device)
         for block in reversed(self.prior_blocks):
             mean, log_sigma = block(h)
-            eps = torch.randn(mean.shape, generator=generator, device=device)
+            eps = standard_normal(tuple(mean.shape), generator, device)
             h = mean + torch.exp(log_sigma) * eps
         return torch.sigmoid(self.likelihood(h))
 

@@ -49,20 +49,32 @@ class AuthorsAdam(torch.optim.Optimizer):
                 m.append(state["m"])
                 v.append(state["v"])
             t = self.state[params[0]]["t"]
-            alpha = group["lr"] * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
-            grads = [p.grad for p in params]
-
-            denom = torch._foreach_sqrt(v)  # from v_{t-1}: the one-step lag
-            torch._foreach_add_(denom, group["eps"])
-            torch._foreach_addcdiv_(params, m, denom, value=-alpha)
-
-            torch._foreach_mul_(m, beta1)
-            torch._foreach_add_(m, grads, alpha=1.0 - beta1)
-            torch._foreach_mul_(v, beta2)
-            torch._foreach_addcmul_(v, grads, grads, value=1.0 - beta2)
+            alpha = authors_step_size(group["lr"], t, beta1, beta2)
+            authors_adam_update(params, [p.grad for p in params], m, v, alpha, beta1, beta2,
+                                group["eps"])
             for p in params:
                 self.state[p]["t"] = t + 1
         return None
+
+
+def authors_step_size(lr: float, t: int, beta1: float, beta2: float) -> float:
+    """alpha_t = lr sqrt(1 - beta2^t) / (1 - beta1^t): the bias correction folded in."""
+    return lr * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
+
+
+def authors_adam_update(params: list[Tensor], grads: list[Tensor], m: list[Tensor],
+                        v: list[Tensor], alpha: float, beta1: float, beta2: float, eps: float
+                        ) -> None:
+    """One step of the authors' Adam, in place: the parameters move by the moments from before
+    this step (the lag), then the moments take in the gradients."""
+    denom = torch._foreach_sqrt(v)  # from v_{t-1}: the one-step lag
+    torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(params, m, denom, value=-alpha)
+
+    torch._foreach_mul_(m, beta1)
+    torch._foreach_add_(m, grads, alpha=1.0 - beta1)
+    torch._foreach_mul_(v, beta2)
+    torch._foreach_addcmul_(v, grads, grads, value=1.0 - beta2)
 
 
 def make_optimizer(fidelity: str, params: Iterable[Tensor], lr: float) -> torch.optim.Optimizer:

@@ -10,17 +10,23 @@ A run's directory is <results>/<sweep>/<run-id>. Runs that are cells of Table 1 
 results/table1, whichever grid asks for them: the table2 base runs, and the mnist-dynamic half of
 the binarization grid, whose configuration is identical to Table 1's (training them twice would
 double the most expensive part of the comparison for nothing).
+
+Grouping (group_runs): runs that benchmark.ensemble.group_key calls compatible (same layers, k,
+fidelity and device) and that live in the same sweep directory are trained together as one
+batched ensemble, in groups sized so that every worker has something to train.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from benchmark.config import RunConfig, run_id
+from benchmark.ensemble import split_into_groups
 from benchmark.errors import UserError
 
 GRIDS = ("table1", "table2", "binarization")
@@ -163,3 +169,42 @@ def config_differences(recorded: dict[str, Any], requested: RunConfig) -> list[s
         return [f"unreadable config ({err})"]
     old, new = identity_of(recorded_config), identity_of(requested)
     return [f"{name}: {old[name]!r} -> {new[name]!r}" for name in new if old[name] != new[name]]
+
+
+def max_group_members(n_runs: int, workers: int) -> int:
+    """The largest group that still lets `n_runs` ready runs keep `workers` workers busy.
+
+    The rule: ceil(n_runs / workers). One worker trains everything compatible as one group;
+    with more workers than compatible sets, sets are split so that no worker idles; a grid is
+    never cut finer than that (12 runs on 2 workers: groups of up to 6, not singletons).
+    """
+    return max(1, math.ceil(n_runs / max(1, workers)))
+
+
+def even_pieces(indices: list[int], max_members: int) -> list[list[int]]:
+    """`indices` cut into as few contiguous pieces of at most max_members as possible, of
+    nearly equal size: a group lasts as long as its slowest member, so 4 on a cap of 3 is
+    better as 2 + 2 than 3 + 1."""
+    n_pieces = math.ceil(len(indices) / max_members)
+    size, extra = divmod(len(indices), n_pieces)
+    pieces, start = [], 0
+    for i in range(n_pieces):
+        end = start + size + (1 if i < extra else 0)
+        pieces.append(indices[start:end])
+        start = end
+    return pieces
+
+
+def group_runs(runs: Sequence[PlannedRun], workers: int) -> list[list[PlannedRun]]:
+    """`runs` (all ready to train) partitioned into groups to train together, in plan order.
+
+    Runs of different sweep directories are never grouped: train_group records one sweep name
+    for all its members (binarization's mnist-dynamic runs live in table1, mnist-fixed ones in
+    binarization)."""
+    cap = max_group_members(len(runs), workers)
+    groups: list[list[PlannedRun]] = []
+    for sweep in dict.fromkeys(run.sweep for run in runs):
+        of_sweep = [run for run in runs if run.sweep == sweep]
+        for indices in split_into_groups([run.config for run in of_sweep]):
+            groups.extend([of_sweep[i] for i in piece] for piece in even_pieces(indices, cap))
+    return groups

@@ -1,17 +1,25 @@
-"""Training one run: the stage schedule, the loop, checkpoints and exact resume.
+"""Training runs: the stage schedule, the loop, checkpoints and exact resume.
 
-`train_run` trains (resuming from the run directory's newest checkpoint when there is one),
-evaluates, and writes result.json: "running" while it trains, then "complete", or "failed" with
-the step and the reason when the training bound stops being finite. The loop never synchronises
-with the host inside a step; it checks the bound every CHECK_EVERY steps, at log points and
-before every checkpoint, so a checkpoint is only ever written from finite state.
+`train_run` trains one run (resuming from the run directory's newest checkpoint when there is
+one), evaluates it, and writes result.json: "running" while it trains, then "complete", or
+"failed" with the step and the reason when the training bound stops being finite.
+`train_members` is the same for a group of runs of one architecture and k trained as one batched
+computation (benchmark.ensemble is its public face); a single run is a group of one. Every
+member keeps its own run directory, checkpoints, curves and record, exactly those of the run
+trained alone, and stops, is checkpointed and is evaluated at its own end. A member whose bound
+stops being finite fails alone: members share no parameters, so its NaNs reach nobody else.
+
+The loop never synchronises with the host inside a step; it checks the bounds every CHECK_EVERY
+steps, at log points and before every checkpoint, so a checkpoint is only ever written from
+finite state.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +28,32 @@ import torch
 from tqdm import tqdm
 
 from benchmark.checkpoint import load_latest_checkpoint, save_checkpoint
-from benchmark.config import BATCH_SIZE, RunConfig
+from benchmark.config import RunConfig
 from benchmark.curves import CurveRow, write_curves
-from benchmark.data.binarization import TEST_BINARIZATION_SEED, decoder_bias_mean, make_binarizer
+from benchmark.data.binarization import Binarizer
 from benchmark.data.splits import Dataset, load_dataset
+from benchmark.denormals import flush_denormals
+from benchmark.ensemble import group_key
 from benchmark.environment import environment_record, resolve_device
 from benchmark.errors import UserError
-from benchmark.evaluate import (
-    EVAL_NOISE_SEED,
-    EVAL_SUBSET_SEED,
-    log_likelihood_estimates,
-    random_subset,
+from benchmark.evaluate import EVAL_SUBSET_SEED, log_likelihood_estimates, random_subset
+from benchmark.evaluation_run import (
+    EvaluationInputs,
+    evaluate_members,
+    evaluation_inputs,
+    evaluation_key,
+    fresh_generators,
 )
-from benchmark.evaluation_run import evaluate_final, evaluation_inputs
 from benchmark.fileio import atomic_write_json, read_json
+from benchmark.group import Member, StackedState, initial_member_model, member_generators
+from benchmark.minibatches import MinibatchSource
 from benchmark.model import IWAEModel
-from benchmark.objectives import bound, training_loss
-from benchmark.optim import loss_reduction, make_optimizer, set_learning_rate
+from benchmark.objectives import bound
+from benchmark.optim import loss_reduction, make_optimizer
 from benchmark.results import load_result, write_result
+from benchmark.run_record import run_record
 from benchmark.schedule import Plan, make_plan
-from benchmark.seeding import derive_seed, epoch_permutation, torch_generator
+from benchmark.step import EagerStep, ExecutionOptions, StepSpec, matmul_precision
 
 CHECK_EVERY = 100  # steps between host synchronisations (finiteness, progress bar)
 LOG_POINTS_PER_STAGE = 4
@@ -48,67 +62,27 @@ CURVE_SUBSET_N = 200  # the small fixed random test subset scored at every log p
 CURVE_SUBSET_K = 50
 CONFIG_FILE = "config.json"
 
-ProgressCallback = Callable[[int, int], None]
+ProgressCallback = Callable[[int, int], None]  # (steps done, steps planned) of one run
+MemberProgressCallback = Callable[[int, int, int], None]  # (member index, done, planned)
 
 
 @dataclass
 class TrainingState:
-    """Everything that changes during training and must be restored for an exact resume."""
+    """A single run's starting point: its model, optimizer and random streams (kept for callers
+    of the single-run API; the loop itself keeps members in benchmark.group)."""
 
     model: IWAEModel
     optimizer: torch.optim.Optimizer
     noise: torch.Generator  # the reparameterisation noise
-    binarizer: Any
-    step: int = 0
-    train_seconds: float = 0.0
-    curve: list[CurveRow] = field(default_factory=list)
-
-    def payload(self, config: RunConfig) -> dict[str, Any]:
-        return {
-            "config": config.to_dict(),
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": {
-                "noise": self.noise.get_state(),
-                "binarizer": self.binarizer.state_dict(),
-                "torch_cpu": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "numpy": np.random.get_state(),
-            },
-            "train_seconds": self.train_seconds,
-            "curve": [row.as_dict() for row in self.curve],
-        }
-
-    def restore(self, payload: dict[str, Any], *, position: bool = True) -> None:
-        """Load model, optimizer and generators; with position, also where the run stood."""
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        rng = payload["rng"]
-        self.noise.set_state(rng["noise"].cpu() if hasattr(rng["noise"], "cpu") else rng["noise"])
-        self.binarizer.load_state_dict(rng["binarizer"])
-        torch.set_rng_state(rng["torch_cpu"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
-        if position:
-            self.step = int(payload["step"])
-            self.train_seconds = float(payload["train_seconds"])
-            self.curve = [CurveRow(**row) for row in payload["curve"]]
+    binarizer: Binarizer
 
 
 def fresh_state(config: RunConfig, dataset: Dataset, device: torch.device, lr: float
                 ) -> TrainingState:
-    model = IWAEModel(config.layers, members=1)
-    bias = decoder_bias_mean(dataset.train)
-    if config.fidelity == "code":
-        model.init_authors(bias)
-    else:
-        model.init_glorot([torch_generator(derive_seed(config.seed, "init"))], bias)
-    model.to(device)
+    """The state a run starts from before any checkpoint is loaded."""
+    model = initial_member_model(config, dataset).to(device)
     optimizer = make_optimizer(config.fidelity, model.parameters(), lr)
-    noise = torch_generator(derive_seed(config.seed, "noise"), device)
-    binarizer = make_binarizer(dataset.dynamic, derive_seed(config.seed, "binarize"), device)
+    noise, binarizer = member_generators(config, dataset.dynamic, device)
     return TrainingState(model, optimizer, noise, binarizer)
 
 
@@ -156,70 +130,6 @@ def log_steps(plan: Plan) -> list[int]:
     return sorted(points)
 
 
-class MinibatchSource:
-    """Training minibatches on the training device, binarized afresh when the data is dynamic.
-
-    `code`: contiguous minibatches in file order, never reshuffled (the authors' train.py);
-    `paper`: a seeded reshuffle every epoch."""
-
-    def __init__(self, train: np.ndarray, config: RunConfig, plan: Plan, device: torch.device):
-        self.data = torch.from_numpy(np.ascontiguousarray(train, dtype=np.float32)).to(device)
-        self.shuffle = config.fidelity == "paper"
-        self.seed = config.seed
-        self.per_epoch = plan.steps_per_epoch
-        self._epoch = -1
-        self._order: torch.Tensor | None = None
-
-    def batch(self, step: int) -> torch.Tensor:
-        position = (step % self.per_epoch) * BATCH_SIZE
-        if not self.shuffle:
-            return self.data[position:position + BATCH_SIZE]
-        epoch = step // self.per_epoch
-        if epoch != self._epoch:
-            perm = epoch_permutation(self.seed, epoch, self.data.shape[0])
-            self._order = torch.from_numpy(perm).to(self.data.device)
-            self._epoch = epoch
-        return self.data[self._order[position:position + BATCH_SIZE]]
-
-
-def run_record(config: RunConfig, plan: Plan, state: TrainingState, status: str, *,
-               run_id: str | None, sweep: str | None, env: dict, n_train: int,
-               metrics: dict | None = None, failure: dict | None = None,
-               eval_seconds: float | None = None, artifacts: dict | None = None) -> dict:
-    stage = plan.stage_at(max(state.step - 1, 0)).index
-    return {
-        "run_id": run_id,
-        "sweep": sweep,
-        "config": {**config.to_dict(), "eval_k": config.effective_eval_k,
-                   "eval_n": config.effective_eval_n, "batch_size": BATCH_SIZE,
-                   "train_size": n_train, "test_binarization_seed": TEST_BINARIZATION_SEED},
-        "status": status,
-        "reason": failure["reason"] if failure else None,
-        "failure": failure,
-        "progress": {"epochs": state.step / plan.steps_per_epoch,
-                     "epochs_planned": plan.planned_epochs, "epochs_total": plan.epochs_total,
-                     "steps": state.step, "steps_planned": plan.planned_steps, "stage": stage},
-        "metrics": metrics or {},
-        "curves": "metrics.csv",
-        "artifacts": artifacts or {},
-        "environment": env,
-        "timing": {"train_s": round(state.train_seconds, 3),
-                   "eval_s": None if eval_seconds is None else round(eval_seconds, 3)},
-        "command": train_command_line(config, plan),
-    }
-
-
-def train_command_line(config: RunConfig, plan: Plan) -> str:
-    parts = ["python -m benchmark train", f"--data {config.data}", f"--model {config.model}",
-             f"--k {config.k}", f"--layers {config.layers}", f"--seed {config.seed}",
-             f"--fidelity {config.fidelity}", f"--schedule {config.schedule}"]
-    for flag in ("stages", "epochs", "steps", "eval_k", "eval_n", "init_from"):
-        value = getattr(config, flag)
-        if value is not None:
-            parts.append(f"--{flag.replace('_', '-')} {value}")
-    return " ".join(parts)
-
-
 def train_run(
     config: RunConfig,
     run_dir: Path,
@@ -230,124 +140,356 @@ def train_run(
     show_progress: bool = True,
     on_progress: ProgressCallback | None = None,
     checkpoint_every_s: float = DEFAULT_CHECKPOINT_SECONDS,
+    options: ExecutionOptions | None = None,
 ) -> dict:
     """Train and evaluate one run in run_dir; return its result record (see results.py)."""
-    run_dir = Path(run_dir)
-    dataset = load_dataset(config.data, Path(data_dir))
-    device = resolve_device(config.device)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    check_run_dir(run_dir, config)
-    existing = load_result(run_dir)
-    if existing is not None and existing.get("status") == "complete":
-        return existing
+    callback = None if on_progress is None else (
+        lambda _member, done, planned: on_progress(done, planned))
+    return train_members([config], [Path(run_dir)], Path(data_dir), run_ids=[run_id],
+                         sweep=sweep, show_progress=show_progress, on_progress=callback,
+                         checkpoint_every_s=checkpoint_every_s, options=options)[0]
 
+
+def train_members(
+    configs: Sequence[RunConfig],
+    run_dirs: Sequence[Path],
+    data_dir: Path,
+    *,
+    run_ids: Sequence[str | None] | None = None,
+    sweep: str | None = None,
+    show_progress: bool = True,
+    on_progress: MemberProgressCallback | None = None,
+    checkpoint_every_s: float = DEFAULT_CHECKPOINT_SECONDS,
+    options: ExecutionOptions | None = None,
+) -> list[dict]:
+    """Train and evaluate several runs of one architecture and k (benchmark.ensemble.group_key)
+    as one batched computation; return their records in order.
+
+    Every member is set up (and any UserError raised: a run directory of another configuration,
+    a continuation whose parent is not complete) before anything trains. Members already
+    complete are returned as they are."""
+    if len(configs) != len(run_dirs) or not configs:
+        raise ValueError("one run directory per configuration, and at least one")
+    run_ids = list(run_ids) if run_ids is not None else [None] * len(configs)
+    options = options or ExecutionOptions()
+    check_group(configs)
+    device = resolve_device(configs[0].device)
+    data = _DataCache(Path(data_dir), device)
+    records: list[dict | None] = [None] * len(configs)
+    members, positions = [], []
+    for i, (config, run_dir, rid) in enumerate(zip(configs, run_dirs, run_ids, strict=True)):
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        check_run_dir(run_dir, config)
+        existing = load_result(run_dir)
+        if existing is not None and existing.get("status") == "complete":
+            records[i] = existing
+            continue
+        members.append(_new_member(config, run_dir, rid, sweep, data, device, options,
+                                   len(configs)))
+        positions.append(i)
+    if members:
+        state = StackedState.fresh(members, device, fused=options.numerics == "fast",
+                                   compile_cpu=options.compile_cpu)
+        for j, member in enumerate(members):
+            _resume(state, j, member, device, single=len(members) == 1)
+        with ExitStack() as stack:
+            stack.enter_context(flush_denormals(options.flush_denormal and device.type == "cpu"))
+            stack.enter_context(matmul_precision(options.allow_tf32))
+            finished = _train_loop(state, members, show_progress, on_progress,
+                                   checkpoint_every_s, options)
+        for j, record in finished.items():
+            records[positions[j]] = record
+    assert all(record is not None for record in records)
+    return records  # type: ignore[return-value]
+
+
+def check_group(configs: Sequence[RunConfig]) -> None:
+    """Members of a group share benchmark.ensemble.group_key."""
+    keys = {group_key(c) for c in configs}
+    if len(keys) != 1:
+        raise ValueError(f"runs of one group must share layers, k, fidelity and device; got "
+                         f"{sorted(keys)}")
+
+
+class _DataCache:
+    """Each data condition loaded, and put on the device, once per group."""
+
+    def __init__(self, data_dir: Path, device: torch.device) -> None:
+        self.data_dir, self.device = data_dir, device
+        self.datasets: dict[str, Dataset] = {}
+        self.on_device: dict[str, torch.Tensor] = {}
+        self.inputs: dict[tuple, EvaluationInputs] = {}
+
+    def dataset(self, name: str) -> Dataset:
+        if name not in self.datasets:
+            self.datasets[name] = load_dataset(name, self.data_dir)
+        return self.datasets[name]
+
+    def train_tensor(self, name: str) -> torch.Tensor:
+        if name not in self.on_device:
+            train = np.ascontiguousarray(self.dataset(name).train, dtype=np.float32)
+            self.on_device[name] = torch.from_numpy(train).to(self.device)
+        return self.on_device[name]
+
+    def evaluation_inputs(self, config: RunConfig) -> EvaluationInputs:
+        key = evaluation_key(config)
+        if key not in self.inputs:
+            self.inputs[key] = evaluation_inputs(self.dataset(config.data), config)
+        return self.inputs[key]
+
+
+def _new_member(config: RunConfig, run_dir: Path, run_id: str | None, sweep: str | None,
+                data: _DataCache, device: torch.device, options: ExecutionOptions,
+                group_size: int) -> Member:
+    dataset = data.dataset(config.data)
     plan = make_plan(config, dataset.train.shape[0])
-    state = fresh_state(config, dataset, device, plan.stages[0].lr)
-    checkpoint = load_latest_checkpoint(run_dir, map_location=device)
-    if checkpoint is not None:
-        state.restore(checkpoint)
-    elif config.init_from is not None:
-        state.restore(continuation_parent(config), position=False)
+    inputs = data.evaluation_inputs(config)
     env = environment_record(device, dataset.source_sha256)
-    common = {"run_id": run_id, "sweep": sweep, "env": env, "n_train": dataset.train.shape[0]}
+    env["execution"] = options.describe(device, group_size)
+    noise, binarizer = member_generators(config, dataset.dynamic, device)
+    return Member(
+        config=config, run_dir=run_dir, plan=plan, dataset=dataset,
+        log_points=frozenset(log_steps(plan)), stage_end_points=frozenset(plan.stage_ends()),
+        source=MinibatchSource(dataset.train, config, plan, device,
+                               data=data.train_tensor(config.data)),
+        inputs=inputs, inputs_key=evaluation_key(config),
+        curve_x=inputs.test[_curve_subset(inputs.test.shape[0])].to(device),
+        common={"run_id": run_id, "sweep": sweep, "env": env,
+                "n_train": dataset.train.shape[0]},
+        noise=noise, binarizer=binarizer,
+    )
 
-    inputs = evaluation_inputs(dataset, config)
-    curve_x = inputs.test[None, _curve_subset(inputs.test.shape[0])].to(device)
-    source = MinibatchSource(dataset.train, config, plan, device)
-    failure = _train_loop(config, plan, state, source, curve_x, run_dir, common,
-                          show_progress, on_progress, checkpoint_every_s)
-    if failure is not None:
-        record = run_record(config, plan, state, "failed", failure=failure, **common)
-        write_result(run_dir, record)
-        return record
 
-    started = time.perf_counter()
-    metrics, artifacts = evaluate_final(state.model, inputs, config, device, run_dir,
-                                        show_progress=show_progress)
-    record = run_record(config, plan, state, "complete", metrics=metrics, artifacts=artifacts,
-                        eval_seconds=time.perf_counter() - started, **common)
-    write_result(run_dir, record)
-    return record
+def _resume(state: StackedState, i: int, member: Member, device: torch.device, single: bool
+            ) -> None:
+    checkpoint = load_latest_checkpoint(member.run_dir, map_location=device)
+    if checkpoint is not None:
+        state.restore(i, member, checkpoint, global_rng=single)
+    elif member.config.init_from is not None:
+        state.restore(i, member, continuation_parent(member.config), position=False,
+                      global_rng=single)
 
 
 def _curve_subset(n_test: int) -> np.ndarray:
     return random_subset(n_test, CURVE_SUBSET_N, EVAL_SUBSET_SEED)
 
 
-def _train_loop(config: RunConfig, plan: Plan, state: TrainingState, source: MinibatchSource,
-                curve_x: torch.Tensor, run_dir: Path, common: dict, show_progress: bool,
-                on_progress: ProgressCallback | None, checkpoint_every_s: float) -> dict | None:
-    """Train up to plan.planned_steps. Returns None, or the failure when the bound broke."""
-    model, optimizer = state.model, state.optimizer
-    reduction = loss_reduction(config.fidelity)
-    logs = set(log_steps(plan))
-    stage_ends = set(plan.stage_ends())
-    bounds = torch.empty(CHECK_EVERY, device=curve_x.device)
-    pending, bound_sum, bound_count = 0, 0.0, 0
-    current_lr = None
-    last_checkpoint = time.monotonic()
-    write_result(run_dir, run_record(config, plan, state, "running", **common))
-    bar = tqdm(total=plan.planned_steps, initial=state.step, unit="step", leave=False,
-               desc=common["run_id"] or "train", disable=not show_progress, smoothing=0.05)
-    segment = time.perf_counter()
-    try:
-        while state.step < plan.planned_steps:
-            stage = plan.stage_at(state.step)
-            if stage.lr != current_lr:
-                set_learning_rate(optimizer, stage.lr)
-                current_lr = stage.lr
-            x = state.binarizer(source.batch(state.step)).unsqueeze(0)  # (1, B, 784)
-            log_w = model.log_weights(x, config.k, state.noise)  # (1, k, B)
-            per_example = bound(config.model, log_w)
-            loss = training_loss(per_example, reduction)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            bounds[pending] = per_example.detach().mean()
-            pending += 1
-            state.step += 1
-            step = state.step
-            at_log, at_stage_end = step in logs, step in stage_ends
-            if not (pending == CHECK_EVERY or at_log or at_stage_end):
-                continue
+def _make_step(state: StackedState, members: list[Member], options: ExecutionOptions
+               ) -> Callable[[Sequence[int]], torch.Tensor]:
+    configs = [m.config for m in members]
+    spec = StepSpec(k=configs[0].k, reduction=loss_reduction(configs[0].fidelity),
+                    objectives=tuple(c.model for c in configs), numerics=options.numerics)
+    device = next(state.model.parameters()).device
+    if device.type == "cuda" and options.cuda_graphs:
+        from benchmark.cuda_step import CudaGraphStep
 
-            values = bounds[:pending].cpu().numpy()  # the one host sync per CHECK_EVERY steps
-            state.train_seconds += time.perf_counter() - segment
-            broken = ~np.isfinite(values)
-            if broken.any():
-                bad_step = step - pending + int(np.argmax(broken)) + 1
-                return {"step": bad_step, "epoch": bad_step / plan.steps_per_epoch,
-                        "reason": f"non-finite training bound ({values[broken][0]}) at step "
-                                  f"{bad_step}; the last good checkpoint is kept"}
-            bound_sum += float(values.sum())
-            bound_count += pending
-            bar.update(pending)
-            pending = 0
-            if on_progress is not None:
-                on_progress(step, plan.planned_steps)
-            if at_log:
-                state.curve.append(_curve_row(config, plan, state, curve_x,
-                                              -bound_sum / bound_count, current_lr))
-                bound_sum, bound_count = 0.0, 0
-                write_curves(run_dir, state.curve)
-                write_result(run_dir, run_record(config, plan, state, "running", **common))
-            due = time.monotonic() - last_checkpoint >= checkpoint_every_s
-            if at_stage_end or step == plan.planned_steps or due:
-                save_checkpoint(run_dir, state.payload(config))
-                last_checkpoint = time.monotonic()
-            segment = time.perf_counter()
+        return CudaGraphStep(state, members, spec, bound)
+    return EagerStep(state, members, spec, bound,  # `bound` read here: tests replace it
+                     compile_cpu=options.compile_cpu)
+
+
+def _train_loop(state: StackedState, members: list[Member], show_progress: bool,
+                on_progress: MemberProgressCallback | None, checkpoint_every_s: float,
+                options: ExecutionOptions) -> dict[int, dict]:
+    """Train every member to its planned end. Returns {member index: final record}."""
+    records: dict[int, dict] = {}
+    active = list(range(len(members)))
+    now = time.monotonic()
+    for member in members:
+        member.last_checkpoint = now
+        write_result(member.run_dir, _record(member, "running"))
+    done_already = [j for j in active if members[j].done]
+    if done_already:  # resumed after the last step: only the evaluation is missing
+        records.update(_finish(state, members, active, done_already, show_progress, options))
+        state, active = _without(state, active, done_already)
+    if not active:
+        return records
+
+    bar = tqdm(total=sum(m.plan.planned_steps for m in members),
+               initial=sum(m.step for m in members), unit="step", leave=False,
+               desc=_bar_label(members), disable=not show_progress, smoothing=0.05)
+    try:
+        while active:
+            group = [members[j] for j in active]
+            step = _make_step(state, group, options)
+            leaving = _train_until_members_leave(state, group, step, bar, on_progress, active,
+                                                 checkpoint_every_s, options, records, members,
+                                                 show_progress)
+            state, active = _without(state, active, leaving)
     finally:
         bar.close()
-    return None
+    return records
 
 
-def _curve_row(config: RunConfig, plan: Plan, state: TrainingState, curve_x: torch.Tensor,
-               train_bound_nll: float, lr: float) -> CurveRow:
-    noise = torch_generator(EVAL_NOISE_SEED, curve_x.device)
-    ll = log_likelihood_estimates(state.model, curve_x, CURVE_SUBSET_K, noise)
-    return CurveRow(
-        epoch=state.step / plan.steps_per_epoch, step=state.step,
-        stage=plan.stage_at(state.step - 1).index, lr=lr, train_bound_nll=train_bound_nll,
-        test_nll_subset=float(-ll.mean()), subset_k=CURVE_SUBSET_K, subset_n=curve_x.shape[1],
-        seconds=state.train_seconds,
-    )
+def _train_until_members_leave(state: StackedState, group: list[Member], step: Callable,
+                               bar: tqdm, on_progress: MemberProgressCallback | None,
+                               active: list[int], checkpoint_every_s: float,
+                               options: ExecutionOptions, records: dict[int, dict],
+                               members: list[Member], show_progress: bool) -> list[int]:
+    """Step the group until a check where some members fail or finish; returns their indices
+    (into `members`), with their final records written and stored in `records`."""
+    device = next(state.model.parameters()).device
+    bounds = torch.empty(CHECK_EVERY, len(group), device=device)  # (steps, M) mean bounds
+    pending, current_lrs = 0, None
+    segment = time.perf_counter()
+    while True:
+        lrs = [m.plan.stage_at(m.step).lr for m in group]
+        if lrs != current_lrs:
+            state.optimizer.set_learning_rates(lrs)
+            current_lrs = lrs
+        per_example = step([m.step for m in group])  # (M, B)
+        bounds[pending] = per_example.mean(dim=-1)
+        pending += 1
+        for member in group:
+            member.step += 1
+        if not (pending == CHECK_EVERY or any(_at_mark(m) for m in group)):
+            continue
+
+        values = bounds[:pending].cpu().numpy()  # the one host sync per CHECK_EVERY steps
+        elapsed = time.perf_counter() - segment
+        leaving = []
+        for j, member in enumerate(group):
+            member.train_seconds += elapsed  # a group's members share its wall time
+            failure = _failure(member, values[:, j], pending)
+            if failure is not None:
+                records[active[j]] = _record(member, "failed", failure=failure)
+                write_result(member.run_dir, records[active[j]])
+                leaving.append(j)
+                continue
+            member.bound_sum += float(values[:, j].sum())
+            member.bound_count += pending
+            if on_progress is not None:
+                on_progress(active[j], member.step, member.plan.planned_steps)
+        bar.update(pending * len(group))
+        healthy = [j for j in range(len(group)) if j not in leaving]
+        _log_curves(state, group, [j for j in healthy if group[j].step in group[j].log_points],
+                    current_lrs, options)
+        for j in healthy:
+            member = group[j]
+            due = time.monotonic() - member.last_checkpoint >= checkpoint_every_s
+            if member.step in member.stage_end_points or member.done or due:
+                save_checkpoint(member.run_dir, state.payload(j, member))
+                member.last_checkpoint = time.monotonic()
+        finished = [j for j in healthy if group[j].done]
+        if finished:
+            bar.clear()  # the evaluation's own progress bars take the line
+            records.update(_finish(state, members, active, [active[j] for j in finished],
+                                   show_progress, options))
+        if leaving or finished:
+            return [active[j] for j in sorted(leaving + finished)]
+        pending = 0
+        segment = time.perf_counter()
+
+
+def _at_mark(member: Member) -> bool:
+    """A step where the loop must look: a log point (the planned end is one) or a stage end."""
+    return member.step in member.log_points or member.step in member.stage_end_points
+
+
+def _failure(member: Member, values: np.ndarray, pending: int) -> dict | None:
+    broken = ~np.isfinite(values)
+    if not broken.any():
+        return None
+    bad_step = member.step - pending + int(np.argmax(broken)) + 1
+    return {"step": bad_step, "epoch": bad_step / member.plan.steps_per_epoch,
+            "reason": f"non-finite training bound ({values[broken][0]}) at step "
+                      f"{bad_step}; the last good checkpoint is kept"}
+
+
+def _log_curves(state: StackedState, group: list[Member], at_log: list[int],
+                lrs: list[float] | None, options: ExecutionOptions) -> None:
+    """A learning-curve row for every member at a log point, scored together."""
+    if not at_log:
+        return
+    by_size: dict[int, list[int]] = {}
+    for j in at_log:
+        by_size.setdefault(group[j].curve_x.shape[0], []).append(j)
+    for js in by_size.values():
+        model = state.subset_model(js)
+        x = torch.stack([group[j].curve_x for j in js])  # (M', n, 784)
+        ll = log_likelihood_estimates(model, x, CURVE_SUBSET_K,
+                                      fresh_generators(len(js), x.device),
+                                      fast=options.numerics == "fast")
+        for row, j in enumerate(js):
+            member = group[j]
+            member.curve.append(CurveRow(
+                epoch=member.step / member.plan.steps_per_epoch, step=member.step,
+                stage=member.plan.stage_at(member.step - 1).index,
+                lr=lrs[j] if lrs is not None else member.plan.stage_at(member.step - 1).lr,
+                train_bound_nll=-member.bound_sum / member.bound_count,
+                test_nll_subset=float(-ll[row].mean()), subset_k=CURVE_SUBSET_K,
+                subset_n=x.shape[1], seconds=member.train_seconds,
+            ))
+            member.bound_sum, member.bound_count = 0.0, 0
+            write_curves(member.run_dir, member.curve)
+            write_result(member.run_dir, _record(member, "running"))
+
+
+def _finish(state: StackedState, members: list[Member], active: list[int],
+            finishing: list[int], show_progress: bool, options: ExecutionOptions
+            ) -> dict[int, dict]:
+    """Evaluate the finishing members (indices into `members`), those sharing their evaluation
+    inputs together, and write their complete records."""
+    records = {}
+    by_inputs: dict[tuple, list[int]] = {}
+    for i in finishing:
+        by_inputs.setdefault(members[i].inputs_key, []).append(i)
+    device = next(state.model.parameters()).device
+    for group in by_inputs.values():
+        started = time.perf_counter()
+        model = state.subset_model([active.index(i) for i in group])
+        results = evaluate_members(model, members[group[0]].inputs,
+                                   [members[i].config for i in group], device,
+                                   [members[i].run_dir for i in group],
+                                   show_progress=show_progress,
+                                   fast=options.numerics == "fast")
+        seconds = time.perf_counter() - started
+        for i, (metrics, artifacts) in zip(group, results, strict=True):
+            records[i] = _record(members[i], "complete", metrics=metrics, artifacts=artifacts,
+                                 eval_seconds=seconds)
+            write_result(members[i].run_dir, records[i])
+    return records
+
+
+def _without(state: StackedState, active: list[int], leaving: list[int]
+             ) -> tuple[StackedState, list[int]]:
+    keep = [j for j, i in enumerate(active) if i not in leaving]
+    if not keep:
+        return state, []
+    return state.select(keep), [active[j] for j in keep]
+
+
+def _record(member: Member, status: str, **extra: Any) -> dict:
+    return run_record(member.config, member.plan, member, status, **member.common, **extra)
+
+
+def _bar_label(members: list[Member]) -> str:
+    if len(members) == 1:
+        return members[0].common["run_id"] or "train"
+    return f"group of {len(members)}"
+
+
+def standalone_group_step(configs: Sequence[RunConfig], data_dir: Path,
+                          options: ExecutionOptions | None = None
+                          ) -> tuple[Callable[[], torch.Tensor], StackedState]:
+    """A callable that trains the runs `configs` (one group) one step together from their
+    initial states, writing nothing to disk; and their stacked state. For benchmarks and
+    profiling: flush_denormals is the caller's to set, as train_members sets it."""
+    options = options or ExecutionOptions()
+    check_group(configs)
+    device = resolve_device(configs[0].device)
+    data = _DataCache(Path(data_dir), device)
+    members = [_new_member(c, Path("."), None, None, data, device, options, len(configs))
+               for c in configs]
+    state = StackedState.fresh(members, device, fused=options.numerics == "fast",
+                               compile_cpu=options.compile_cpu)
+    step = _make_step(state, members, options)
+
+    def train_one_step() -> torch.Tensor:
+        out = step([m.step for m in members])
+        for member in members:
+            member.step += 1
+        return out
+
+    return train_one_step, state

@@ -1,17 +1,20 @@
-"""A stand-in for benchmark.train.train_run, for the sweep tests.
+"""Stand-ins for benchmark.train.train_run and benchmark.ensemble.train_group, for the sweep tests.
 
-It keeps the trainer's contract (writes result.json itself, status "running" then "complete",
-reports progress, returns the record) and takes its instructions from files in the run
-directory, so that it behaves the same in this process, a spawned worker or a Ray task:
+They keep the trainers' contract (write result.json themselves, status "running" then "complete",
+report progress, return the records) and take their instructions from files in each run
+directory, so that they behave the same in this process, a spawned worker or a Ray task:
   calls.txt        one line per call: "resume" when a checkpoint was there, else "fresh"
+  tasks.txt        one line per call: "run <run id>" (fake_train_run) or "group <run ids>"
+                   (fake_train_group; every member's run id, in the order given)
   checkpoint       written by every call (a later call then resumes)
-  fail_raise       N: raise on the first N calls
-  fail_status      N: return a "failed" record (non-finite loss) on the first N calls
+  fail_raise       N: raise on the first N calls (in a group: the whole group call raises)
+  fail_status      N: return a "failed" record (non-finite loss) on the first N calls (in a
+                   group: for that member only)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,11 @@ FAKE_STEPS = 60
 def calls_of(run_dir: Path) -> list[str]:
     path = Path(run_dir) / "calls.txt"
     return path.read_text().split() if path.exists() else []
+
+
+def tasks_of(run_dir: Path) -> list[str]:
+    path = Path(run_dir) / "tasks.txt"
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def should_fail(run_dir: Path, marker: str) -> bool:
@@ -40,19 +48,23 @@ def fake_record(config: RunConfig, run_id: str | None, sweep: str | None, status
     }
 
 
-def fake_train_run(config: RunConfig, run_dir: Path, data_dir: Path, *, run_id: str | None = None,
-                   sweep: str | None = None, show_progress: bool = True,
-                   on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    run_dir = Path(run_dir)
+def begin(config: RunConfig, run_dir: Path, run_id: str | None, sweep: str | None,
+          task: str) -> None:
+    """What a trainer does before its first step: note the call, checkpoint, record "running"."""
     run_dir.mkdir(parents=True, exist_ok=True)
     resumed = (run_dir / "checkpoint").exists()
     with open(run_dir / "calls.txt", "a") as fh:
         fh.write("resume\n" if resumed else "fresh\n")
+    with open(run_dir / "tasks.txt", "a") as fh:
+        fh.write(task + "\n")
     (run_dir / "checkpoint").write_text("state")
-    planned = config.steps or FAKE_STEPS
     write_result(run_dir, fake_record(config, run_id, sweep, "running", 0))
-    if should_fail(run_dir, "fail_raise"):
-        raise RuntimeError("simulated crash")
+
+
+def train_and_record(config: RunConfig, run_dir: Path, run_id: str | None, sweep: str | None,
+                     on_progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+    """Report progress, then write and return the final record (failed when told to)."""
+    planned = config.steps or FAKE_STEPS
     if on_progress is not None:
         on_progress(planned // 2, planned)
         on_progress(planned, planned)
@@ -63,6 +75,39 @@ def fake_train_run(config: RunConfig, run_dir: Path, data_dir: Path, *, run_id: 
         record = fake_record(config, run_id, sweep, "complete", planned)
     write_result(run_dir, record)
     return record
+
+
+def fake_train_run(config: RunConfig, run_dir: Path, data_dir: Path, *, run_id: str | None = None,
+                   sweep: str | None = None, show_progress: bool = True,
+                   on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    begin(config, run_dir, run_id, sweep, f"run {run_id}")
+    if should_fail(run_dir, "fail_raise"):
+        raise RuntimeError("simulated crash")
+    return train_and_record(config, run_dir, run_id, sweep, on_progress)
+
+
+def fake_train_group(configs: Sequence[RunConfig], run_dirs: Sequence[Path], data_dir: Path, *,
+                     run_ids: Sequence[str | None] | None = None, sweep: str | None = None,
+                     show_progress: bool = True,
+                     on_progress: Callable[[int, int, int], None] | None = None,
+                     ) -> list[dict[str, Any]]:
+    dirs = [Path(d) for d in run_dirs]
+    ids = list(run_ids) if run_ids is not None else [None] * len(configs)
+    task = "group " + " ".join(str(i) for i in ids)
+    for config, run_dir, run_id in zip(configs, dirs, ids, strict=True):
+        begin(config, run_dir, run_id, sweep, task)
+    if any(should_fail(run_dir, "fail_raise") for run_dir in dirs):
+        raise RuntimeError("simulated crash")
+    return [train_and_record(config, run_dir, run_id, sweep, member_progress(on_progress, i))
+            for i, (config, run_dir, run_id) in enumerate(zip(configs, dirs, ids, strict=True))]
+
+
+def member_progress(on_progress: Callable[[int, int, int], None] | None, member: int
+                    ) -> Callable[[int, int], None] | None:
+    if on_progress is None:
+        return None
+    return lambda done, planned: on_progress(member, done, planned)
 
 
 def write_complete_record(run_dir: Path, config: RunConfig, run_id: str, sweep: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -14,20 +15,28 @@ from typing import Any
 import pytest
 from sweep_fakes import (
     calls_of,
+    fake_train_group,
     fake_train_run,
     status_of,
+    tasks_of,
     write_complete_record,
 )
 
 from benchmark.config import RunConfig
+from benchmark.ensemble import group_key
 from benchmark.errors import UserError
 from benchmark.executors import (
+    GroupMember,
+    GroupTask,
     InlineExecutor,
     LocalExecutor,
     RunTask,
     check_gpus_per_run,
+    drain_queue,
+    execute_group,
     execute_run,
     plan_local_workers,
+    run_real_group_trainer,
     run_real_trainer,
 )
 from benchmark.locks import LOCK_FILE, LockInfo, RunDirLock, read_lock
@@ -38,6 +47,7 @@ from benchmark.sweep_plan import (
     SweepOptions,
     config_differences,
     expand_grid,
+    group_runs,
     run_id_for,
 )
 from benchmark.sweep_progress import StepEta, finished_line, format_duration
@@ -52,10 +62,16 @@ def all_data_present(name: str, data_dir: Path) -> str | None:
 
 def sweep_inline(grid: str, plan: list[PlannedRun], runner: Callable[..., dict] = fake_train_run,
                  check_data: Callable[[str, Path], str | None] = all_data_present,
+                 group_runner: Callable[..., list[dict]] = fake_train_group, group: bool = True,
                  ) -> SweepReport:
-    return run_sweep(grid, plan, data_dir=Path("unused"), runner=runner, check_data=check_data,
+    return run_sweep(grid, plan, data_dir=Path("unused"), runner=runner,
+                     group_runner=group_runner, group=group, check_data=check_data,
                      executor_factory=lambda n: InlineExecutor(), stream=io.StringIO(),
                      out=io.StringIO())
+
+
+def must_not_run(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("this runner must not be called")
 
 
 def one_cell(results: Path, grid: str = "table1", data: str = "mnist-dynamic",
@@ -161,10 +177,7 @@ def test_complete_runs_are_skipped_without_calling_the_runner(tmp_path):
     for run in plan:
         write_complete_record(run.run_dir, run.config, run.run_id, run.sweep)
 
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("the runner was called for a complete run")
-
-    report = sweep_inline("table1", plan, runner=must_not_run)
+    report = sweep_inline("table1", plan, runner=must_not_run, group_runner=must_not_run)
     assert report.exit_code == 0 and len(report.complete) == len(plan) == 1
 
 
@@ -213,17 +226,27 @@ def test_a_failing_run_is_reported_after_one_retry_and_the_sweep_goes_on(tmp_pat
     assert "2 failed" in report.summary_line()
 
 
-def test_table2_trains_the_missing_base_first(tmp_path):
+@pytest.mark.parametrize("group", [True, False])
+def test_table2_trains_the_missing_base_first(tmp_path, group):
     plan = [r for r in expand_grid("table2", SMOKE, tmp_path) if r.config.seed == 0]
     order: list[str] = []
 
-    def recording_runner(config, run_dir, data_dir, **kwargs):
+    def note(config: RunConfig, run_id: str) -> None:
         if config.init_from is not None:
             assert status_of(Path(config.init_from)) == "complete"
-        order.append(kwargs["run_id"])
+        order.append(run_id)
+
+    def recording_group_runner(configs, run_dirs, data_dir, **kwargs):
+        for config, run_id in zip(configs, kwargs["run_ids"], strict=True):
+            note(config, run_id)
+        return fake_train_group(configs, run_dirs, data_dir, **kwargs)
+
+    def recording_runner(config, run_dir, data_dir, **kwargs):
+        note(config, kwargs["run_id"])
         return fake_train_run(config, run_dir, data_dir, **kwargs)
 
-    report = sweep_inline("table2", plan, runner=recording_runner)
+    report = sweep_inline("table2", plan, runner=recording_runner,
+                          group_runner=recording_group_runner, group=group)
     assert report.exit_code == 0 and sorted(order) == sorted(r.run_id for r in plan)
     for run in plan:
         if run.depends_on is not None:
@@ -303,6 +326,107 @@ def test_the_sweep_skips_a_run_locked_by_a_live_process(tmp_path):
     assert "locked by another sweep" in report.summary_line()
 
 
+# --- grouping ----------------------------------------------------------------------------------
+
+def recording_group_runner(calls: list[list[RunConfig]]) -> Callable[..., list[dict]]:
+    """fake_train_group that also notes the configs of every call (in this process only)."""
+
+    def runner(configs, run_dirs, data_dir, **kwargs):
+        calls.append(list(configs))
+        return fake_train_group(configs, run_dirs, data_dir, **kwargs)
+
+    return runner
+
+
+def mnist_dynamic_grid(results: Path, seeds: int = 1) -> list[PlannedRun]:
+    return expand_grid("table1", SweepOptions(schedule="smoke", steps=4, data=("mnist-dynamic",),
+                                              seeds=seeds), results)
+
+
+@pytest.mark.parametrize(("seeds", "members"), [(1, 2), (2, 4)])
+def test_grouping_by_default_trains_compatible_runs_as_one_task(tmp_path, seeds, members):
+    plan = mnist_dynamic_grid(tmp_path, seeds)
+    calls: list[list[RunConfig]] = []
+    report = sweep_inline("table1", plan, runner=must_not_run,
+                          group_runner=recording_group_runner(calls))
+    assert report.exit_code == 0 and len(report.complete) == len(plan) == 12 * seeds
+    # One worker: every (layers, k) cell is one task holding its VAE and IWAE (and every seed).
+    assert sum(len(call) for call in calls) == len(plan) and len(calls) == 6
+    for call in calls:
+        assert len(call) == members and len({group_key(c) for c in call}) == 1
+        assert sorted(c.model for c in call) == sorted(["vae", "iwae"] * seeds)
+        assert {c.seed for c in call} == set(range(seeds))
+    for run in plan:
+        (task,) = tasks_of(run.run_dir)
+        assert task.startswith("group ") and run.run_id in task.split()
+        assert status_of(run.run_dir) == "complete"
+
+
+def test_no_group_trains_every_run_as_its_own_task(tmp_path):
+    plan = mnist_dynamic_grid(tmp_path)
+    report = sweep_inline("table1", plan, group_runner=must_not_run, group=False)
+    assert report.exit_code == 0 and len(report.complete) == 12
+    assert all(tasks_of(run.run_dir) == [f"run {run.run_id}"] for run in plan)
+
+
+def test_group_members_that_fail_are_retried_alone_once_and_reported(tmp_path):
+    plan = mnist_dynamic_grid(tmp_path)
+    cell = {(r.config.model, r.config.k, r.config.layers): r for r in plan}
+    nonfinite, its_partner = cell["vae", 5, 1], cell["iwae", 5, 1]
+    crash, crash_partner = cell["vae", 50, 2], cell["iwae", 50, 2]
+    for run, marker, times in ((nonfinite, "fail_status", "99"), (crash, "fail_raise", "1")):
+        run.run_dir.mkdir(parents=True)
+        (run.run_dir / marker).write_text(times)
+    report = sweep_inline("table1", plan)
+    assert report.exit_code == 1 and list(report.failed) == [nonfinite.label]
+    assert len(report.complete) == 11
+    # A member that failed alone in its group is retried alone; its partner is not retrained.
+    assert [t.split()[0] for t in tasks_of(nonfinite.run_dir)] == ["group", "run"]
+    assert tasks_of(its_partner.run_dir) == [tasks_of(nonfinite.run_dir)[0]]
+    assert load_result(nonfinite.run_dir)["failure"]["reason"] == "non-finite loss"
+    # A crashed group does not say which member broke it: every member is retried alone.
+    for run in (crash, crash_partner):
+        assert tasks_of(run.run_dir)[1:] == [f"run {run.run_id}"]
+        assert calls_of(run.run_dir) == ["fresh", "resume"] and status_of(run.run_dir) == (
+            "complete")
+    assert f"in a group with {crash.run_id}" in (
+        crash_partner.run_dir / "sweep_error.log").read_text()
+
+
+def test_a_live_lock_on_one_member_keeps_only_that_member_out(tmp_path):
+    plan = mnist_dynamic_grid(tmp_path)
+    locked = next(r for r in plan if (r.config.model, r.config.k, r.config.layers) == (
+        "vae", 5, 1))
+    partner = next(r for r in plan if (r.config.model, r.config.k, r.config.layers) == (
+        "iwae", 5, 1))
+    write_lock(locked.run_dir, os.getpid())
+    report = sweep_inline("table1", plan)
+    assert report.exit_code == 1 and list(report.locked) == [locked.label]
+    assert "pid" in report.locked[locked.label] and len(report.complete) == 11
+    assert calls_of(locked.run_dir) == [] and status_of(partner.run_dir) == "complete"
+    assert tasks_of(partner.run_dir) == [f"group {partner.run_id}"]
+    assert read_lock(locked.run_dir / LOCK_FILE).token == "other"
+
+
+def test_group_size_keeps_every_worker_busy_and_no_more(tmp_path):
+    def sizes(plan: list[PlannedRun], workers: int) -> list[int]:
+        return [len(group) for group in group_runs(plan, workers)]
+
+    grid = mnist_dynamic_grid(tmp_path)  # 6 (layers, k) cells of 2
+    assert sizes(grid, 1) == sizes(grid, 2) == sizes(grid, 6) == [2] * 6
+    assert sizes(grid, 12) == [1] * 12  # a worker for every run: no group needed
+    seeds = mnist_dynamic_grid(tmp_path, seeds=2)  # 6 cells of 4
+    assert sizes(seeds, 1) == sizes(seeds, 6) == [4] * 6
+    assert sizes(seeds, 8) == [2] * 12  # 4 on a cap of 3: 2 + 2, not 3 + 1
+    for workers in (1, 3, 8):
+        for group in group_runs(seeds, workers):
+            assert len({group_key(run.config) for run in group}) == 1
+    # binarization's mnist-dynamic runs live in table1: never in a group with mnist-fixed ones
+    binarization = expand_grid("binarization", SMOKE, tmp_path)
+    assert all(len({run.sweep for run in group}) == 1 for group in group_runs(binarization, 1))
+    assert sizes(binarization, 1) == [2] * 12
+
+
 # --- unavailable data --------------------------------------------------------------------------
 
 def test_an_unavailable_data_condition_is_recorded_and_the_rest_proceeds(tmp_path):
@@ -352,8 +476,22 @@ def test_execute_run_turns_an_exception_into_an_outcome(tmp_path):
     task = RunTask("key", fake_train_run, run.config.to_dict(), str(run.run_dir), "unused",
                    run.run_id, run.sweep, threads=1)
     outcome = execute_run(task)
-    assert outcome.record is None and outcome.error == "RuntimeError: simulated crash"
+    assert outcome.records is None and outcome.error == "RuntimeError: simulated crash"
     assert "Traceback" in outcome.details
+
+
+def test_execute_group_reports_progress_under_each_members_key(tmp_path):
+    plan = [run for run in mnist_dynamic_grid(tmp_path) if run.config.k == 5
+            and run.config.layers == 1]
+    channel: queue.Queue = queue.Queue()
+    members = tuple(GroupMember(run.config.to_dict(), str(run.run_dir), run.run_id, f"key-{i}")
+                    for i, run in enumerate(plan))
+    outcome = execute_group(GroupTask("group-1", fake_train_group, members, "unused", "table1",
+                                      threads=1, progress=channel))
+    assert outcome.error is None and [r["run_id"] for r in outcome.records] == [
+        run.run_id for run in plan]
+    assert drain_queue(channel) == [("key-0", 2, 4), ("key-0", 4, 4), ("key-1", 2, 4),
+                                    ("key-1", 4, 4)]
 
 
 def test_step_eta_uses_the_measured_step_rate():
@@ -383,10 +521,28 @@ def test_local_executor_two_workers_on_smoke_configs(tmp_path):
     err = io.StringIO()
     report = run_sweep("table1", plan, data_dir=tmp_path, runner=fake_train_run,
                        check_data=all_data_present, stream=err, out=io.StringIO(),
-                       executor_factory=lambda n: LocalExecutor(workers=2, threads_per_run=1))
+                       executor_factory=lambda n: LocalExecutor(workers=2, threads_per_task=1))
     assert report.exit_code == 0 and len(report.complete) == 2
     assert all(status_of(run.run_dir) == "complete" for run in plan)
-    assert "2 run(s) at a time" in err.getvalue()
+    assert "2 task(s) at a time" in err.getvalue()
+    assert not any((run.run_dir / LOCK_FILE).exists() for run in plan)
+
+
+@pytest.mark.slow
+def test_local_executor_trains_groups_in_spawned_workers(tmp_path):
+    plan = [run for run in mnist_dynamic_grid(tmp_path, seeds=2)
+            if run.config.k == 5 and run.config.layers == 1]
+    err = io.StringIO()
+    report = run_sweep("table1", plan, data_dir=tmp_path, runner=must_not_run,
+                       group_runner=fake_train_group, check_data=all_data_present, stream=err,
+                       out=io.StringIO(),
+                       executor_factory=lambda n: LocalExecutor(workers=2, threads_per_task=1))
+    assert report.exit_code == 0 and len(report.complete) == 4
+    # 4 compatible runs on 2 workers: two groups of 2, one per worker
+    tasks = {task for run in plan for task in tasks_of(run.run_dir)}
+    assert len(tasks) == 2 and all(len(task.split()) == 3 for task in tasks)
+    assert "2 task(s) at a time" in err.getvalue() and "4 run(s) ready: 2 task(s)" in (
+        err.getvalue())
     assert not any((run.run_dir / LOCK_FILE).exists() for run in plan)
 
 
@@ -467,13 +623,40 @@ def test_local_executor_two_workers_with_the_real_trainer(tmp_path, synthetic_da
     out = io.StringIO()
     report = run_sweep("table1", plan, data_dir=synthetic_data_dir, runner=run_real_trainer,
                        stream=io.StringIO(), out=out,
-                       executor_factory=lambda n: LocalExecutor(workers=2, threads_per_run=1))
+                       executor_factory=lambda n: LocalExecutor(workers=2, threads_per_task=1))
     assert report.exit_code == 0 and len(report.complete) == 2
     for run in plan:
         record = load_result(run.run_dir)
         assert record["status"] == "complete" and record["sweep"] == "table1"
         assert record["progress"]["steps"] == 6
     assert all("test NLL" in line and "min" in line for line in out.getvalue().splitlines())
+
+
+@pytest.mark.slow
+def test_grouped_runs_match_runs_trained_alone(tmp_path, synthetic_data_dir):
+    """The real trainer: 4 compatible runs as one group, and each alone (--no-group), give the
+    same test NLL (members match single runs to float rounding: benchmark.ensemble)."""
+    nll: dict[bool, dict[str, float]] = {}
+    for group in (True, False):
+        plan = expand_grid("table1", SweepOptions(schedule="smoke", steps=4, eval_k=4, eval_n=10,
+                                                  data=("mnist-dynamic",), seeds=2),
+                           tmp_path / f"group-{group}")
+        plan = [run for run in plan if run.config.k == 5 and run.config.layers == 1]
+        assert len(plan) == 4
+        report = run_sweep("table1", plan, data_dir=synthetic_data_dir, group=group,
+                           runner=run_real_trainer, group_runner=run_real_group_trainer,
+                           executor_factory=lambda n: InlineExecutor(), stream=io.StringIO(),
+                           out=io.StringIO())
+        assert report.exit_code == 0 and len(report.complete) == 4
+        records = {run.run_id: load_result(run.run_dir) for run in plan}
+        for run_id, record in records.items():
+            assert record["status"] == "complete" and record["run_id"] == run_id
+            assert record["progress"]["steps"] == 4
+            assert record["environment"]["execution"]["group_size"] == (4 if group else 1)
+        nll[group] = {run_id: r["metrics"]["test_nll"] for run_id, r in records.items()}
+    assert nll[True].keys() == nll[False].keys()
+    for run_id, alone in nll[False].items():
+        assert nll[True][run_id] == pytest.approx(alone, rel=1e-4), run_id
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""The Ray executor on a local instance (num_cpus=2) with two smoke configs; skipped without Ray."""
+"""The Ray executor on a local instance (num_cpus=2) with smoke configs, alone and in groups;
+skipped without Ray."""
 
 from __future__ import annotations
 
@@ -10,10 +11,20 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from sweep_fakes import calls_of, fake_train_run, status_of  # noqa: E402
+from sweep_fakes import (  # noqa: E402
+    calls_of,
+    fake_train_group,
+    fake_train_run,
+    status_of,
+    tasks_of,
+)
 from synthetic import write_synthetic_raw  # noqa: E402
 
-from benchmark.executors import RayExecutor, run_real_trainer  # noqa: E402
+from benchmark.executors import (  # noqa: E402
+    RayExecutor,
+    run_real_group_trainer,
+    run_real_trainer,
+)
 from benchmark.results import load_result  # noqa: E402
 from benchmark.sweep import run_sweep  # noqa: E402
 from benchmark.sweep_plan import SweepOptions, expand_grid  # noqa: E402
@@ -33,39 +44,53 @@ def local_ray():
     ray.shutdown()
 
 
-def two_smoke_runs(results: Path, **options):
+def smoke_runs(results: Path, **options):
+    """The k=5, 1-layer cell: a VAE and an IWAE per seed, all compatible."""
     plan = expand_grid("table1", SweepOptions(schedule="smoke", data=("mnist-dynamic",),
                                               **options), results)
     return [run for run in plan if run.config.k == 5 and run.config.layers == 1]
 
 
-def sweep_on_ray(plan, runner, data_dir: Path):
+def sweep_on_ray(plan, runner, group_runner, data_dir: Path, group: bool = True):
     err = io.StringIO()
     report = run_sweep("table1", plan, data_dir=data_dir, runner=runner,
+                       group_runner=group_runner, group=group,
                        check_data=lambda name, data_dir: None, stream=err, out=io.StringIO(),
                        executor_factory=lambda n: RayExecutor(None, None, 0.0))
     return report, err.getvalue()
 
 
-def test_ray_executor_runs_two_smoke_configs(local_ray, tmp_path):
-    plan = two_smoke_runs(tmp_path, steps=4)
+def test_ray_executor_runs_two_smoke_configs_alone(local_ray, tmp_path):
+    plan = smoke_runs(tmp_path, steps=4)
     assert len(plan) == 2
-    report, log = sweep_on_ray(plan, fake_train_run, tmp_path)
+    report, log = sweep_on_ray(plan, fake_train_run, None, tmp_path, group=False)
     assert report.exit_code == 0 and len(report.complete) == 2
-    assert "ray executor: 2 run(s) at a time" in log
+    assert "ray executor: 2 task(s) at a time" in log
     for run in plan:
-        assert calls_of(run.run_dir) == ["fresh"]
+        assert calls_of(run.run_dir) == ["fresh"] and tasks_of(run.run_dir) == [
+            f"run {run.run_id}"]
         assert status_of(run.run_dir) == "complete"
     # The instance belongs to the caller: the executor must not have shut it down.
     assert ray.is_initialized()
 
 
+def test_ray_executor_makes_each_group_one_task(local_ray, tmp_path):
+    plan = smoke_runs(tmp_path, steps=4, seeds=2)
+    report, log = sweep_on_ray(plan, fake_train_run, fake_train_group, tmp_path)
+    assert report.exit_code == 0 and len(report.complete) == 4
+    # 4 compatible runs, 2 CPUs: two group tasks of 2 runs
+    tasks = {task for run in plan for task in tasks_of(run.run_dir)}
+    assert len(tasks) == 2 and all(len(task.split()) == 3 for task in tasks)
+    assert all(calls_of(run.run_dir) == ["fresh"] for run in plan)
+
+
 def test_ray_executor_with_the_real_trainer(local_ray, tmp_path):
     data_dir = write_synthetic_raw(tmp_path / "data")
-    plan = two_smoke_runs(tmp_path / "results", steps=6, eval_k=4, eval_n=10)
-    report, log = sweep_on_ray(plan, run_real_trainer, data_dir)
+    plan = smoke_runs(tmp_path / "results", steps=6, eval_k=4, eval_n=10, seeds=2)
+    report, log = sweep_on_ray(plan, run_real_trainer, run_real_group_trainer, data_dir)
     assert report.exit_code == 0, log
     for run in plan:
         record = load_result(run.run_dir)
         assert record["status"] == "complete" and record["run_id"] == run.run_id
         assert record["progress"]["steps"] == 6 and record["metrics"]["test_nll"] > 0
+        assert record["environment"]["execution"]["group_size"] == 2

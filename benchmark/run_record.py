@@ -1,0 +1,48 @@
+"""The result record of a run as the trainer writes it (schema: benchmark.results)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmark.config import BATCH_SIZE, RunConfig
+from benchmark.data.binarization import TEST_BINARIZATION_SEED
+from benchmark.schedule import Plan
+
+
+def run_record(config: RunConfig, plan: Plan, state: Any, status: str, *,
+               run_id: str | None, sweep: str | None, env: dict, n_train: int,
+               metrics: dict | None = None, failure: dict | None = None,
+               eval_seconds: float | None = None, artifacts: dict | None = None) -> dict:
+    """The result record; `state` is anything with .step and .train_seconds (a Member)."""
+    stage = plan.stage_at(max(state.step - 1, 0)).index
+    return {
+        "run_id": run_id,
+        "sweep": sweep,
+        "config": {**config.to_dict(), "eval_k": config.effective_eval_k,
+                   "eval_n": config.effective_eval_n, "batch_size": BATCH_SIZE,
+                   "train_size": n_train, "test_binarization_seed": TEST_BINARIZATION_SEED},
+        "status": status,
+        "reason": failure["reason"] if failure else None,
+        "failure": failure,
+        "progress": {"epochs": state.step / plan.steps_per_epoch,
+                     "epochs_planned": plan.planned_epochs, "epochs_total": plan.epochs_total,
+                     "steps": state.step, "steps_planned": plan.planned_steps, "stage": stage},
+        "metrics": metrics or {},
+        "curves": "metrics.csv",
+        "artifacts": artifacts or {},
+        "environment": env,
+        "timing": {"train_s": round(state.train_seconds, 3),
+                   "eval_s": None if eval_seconds is None else round(eval_seconds, 3)},
+        "command": train_command_line(config, plan),
+    }
+
+
+def train_command_line(config: RunConfig, plan: Plan) -> str:
+    parts = ["python -m benchmark train", f"--data {config.data}", f"--model {config.model}",
+             f"--k {config.k}", f"--layers {config.layers}", f"--seed {config.seed}",
+             f"--fidelity {config.fidelity}", f"--schedule {config.schedule}"]
+    for flag in ("stages", "epochs", "steps", "eval_k", "eval_n", "init_from"):
+        value = getattr(config, flag)
+        if value is not None:
+            parts.append(f"--{flag.replace('_', '-')} {value}")
+    return " ".join(parts)

@@ -1,0 +1,215 @@
+"""One training step of a whole group: every member's minibatch, binarization, noise, bound,
+backward pass and optimizer update, as one batched computation.
+
+Nothing here synchronises with the host: the per-example bounds come back as a device tensor
+that the training loop inspects only every CHECK_EVERY steps.
+
+Numerics (see benchmark.member_optim for the optimizer half):
+  exact  autograd through the reference log-weights (binary_cross_entropy_with_logits) and the
+         single-run optimizer's own operations: a group of one is bit-identical to the
+         single-run loop this replaced.
+  fast   the same quantities in fewer passes over memory, rounded differently: on the CPU
+         the forward pass is compiled (torch.compile fuses its elementwise work, and the
+         backward's) and so is the optimizer; on a GPU the fused Bernoulli head
+         (benchmark.fused) and the fused optimizer run inside the step's CUDA graph.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from benchmark.group import Member, StackedState
+from benchmark.model import IWAEModel
+from benchmark.objectives import training_loss
+
+NUMERICS = ("exact", "fast")
+BoundFn = Callable[[str, Tensor], Tensor]  # benchmark.objectives.bound
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """What every member of a group shares about its step."""
+
+    k: int
+    reduction: str  # "sum" or "mean" (one fidelity per group)
+    objectives: tuple[str, ...]  # per member: "vae" or "iwae"
+    numerics: str = "exact"
+
+    @property
+    def fast(self) -> bool:
+        return self.numerics == "fast"
+
+
+def iwae_members(objectives: Sequence[str], device: torch.device) -> Tensor | None:
+    """(M, 1) True where a member trains IWAE; None when every member has the same objective."""
+    if len(set(objectives)) == 1:
+        return None
+    return torch.tensor([[o == "iwae"] for o in objectives], device=device)
+
+
+def group_bound(objective: BoundFn, objectives: Sequence[str], is_iwae: Tensor | None,
+                log_w: Tensor) -> Tensor:
+    """Per-example bounds (M, B), each member with its own objective. A mixed group computes
+    both bounds and keeps each member's own: torch.where passes a member exactly its own
+    gradient."""
+    if is_iwae is None:
+        return objective(objectives[0], log_w)
+    return torch.where(is_iwae, objective("iwae", log_w), objective("vae", log_w))
+
+
+def forward_backward(state: StackedState, spec: StepSpec, objective: BoundFn, x: Tensor,
+                     noise: Sequence[torch.Generator], is_iwae: Tensor | None,
+                     compiled: CompiledLoss | None = None) -> Tensor:
+    """Log-weights, bounds, loss and gradients (left in .grad) for the minibatches x (M, B, 784);
+    returns the per-example bounds (M, B), detached."""
+    model = state.model
+    if spec.fast:
+        eps = model.draw_noise(x.shape[0], spec.k, x.shape[1], noise, x.device)
+        result = compiled(x, eps) if compiled is not None else None
+        if result is not None:
+            loss, per_example = result
+        else:  # the eager fast path, on the same noise
+            log_w = model.log_weights_given_noise(x, eps, fused_likelihood=True)
+            per_example = group_bound(objective, spec.objectives, is_iwae, log_w)
+            loss = training_loss(per_example, spec.reduction)
+    else:
+        log_w = model.log_weights(x, spec.k, noise)  # (M, k, B)
+        per_example = group_bound(objective, spec.objectives, is_iwae, log_w)
+        loss = training_loss(per_example, spec.reduction)
+    for p in model.parameters():
+        p.grad = None
+    loss.backward()
+    return per_example.detach()
+
+
+def _loss_given_noise(model: IWAEModel, x: Tensor, eps: list[Tensor], objective: BoundFn,
+                      objectives: tuple[str, ...], is_iwae: Tensor | None, reduction: str
+                      ) -> tuple[Tensor, Tensor]:
+    log_w = model.log_weights_given_noise(x, eps)
+    per_example = group_bound(objective, objectives, is_iwae, log_w)
+    return training_loss(per_example, reduction), per_example.detach()
+
+
+class CompiledLoss:
+    """The fast numerics' forward pass on the CPU, log-weights to loss, as one torch.compile
+    graph: inductor fuses the elementwise work that eager torch runs as dozens of passes, and
+    AOTAutograd compiles the backward to match. The noise is drawn outside (each member from its
+    own generator), so the compiled graph is deterministic. The model is an argument, not a
+    closure: every group of the same shapes reuses one compiled graph (a closure would recompile
+    per model and soon exhaust dynamo's recompile limit). A compiler failure (no C++ compiler,
+    say) returns None, and from then on always None: the caller goes eager, on the noise it has
+    already drawn."""
+
+    _compiled: Callable | None = None  # shared by every group of this process
+    _failed = False
+
+    def __init__(self, state: StackedState, spec: StepSpec, objective: BoundFn,
+                 is_iwae: Tensor | None) -> None:
+        self.model, self.spec, self.objective, self.is_iwae = (state.model, spec, objective,
+                                                               is_iwae)
+
+    def __call__(self, x: Tensor, eps: list[Tensor]) -> tuple[Tensor, Tensor] | None:
+        cls = CompiledLoss
+        if cls._failed:
+            return None
+        if cls._compiled is None:
+            cls._compiled = torch.compile(_loss_given_noise, dynamic=False)
+        try:
+            return cls._compiled(self.model, x, eps, self.objective, self.spec.objectives,
+                                 self.is_iwae, self.spec.reduction)
+        except Exception as err:  # noqa: BLE001 - any compiler failure: stay eager
+            warnings.warn(f"torch.compile of the training step failed ({type(err).__name__}); "
+                          "using the eager fast path", RuntimeWarning, stacklevel=2)
+            cls._failed = True
+            return None
+
+
+def member_inputs(members: Sequence[Member], steps: Sequence[int]) -> Tensor:
+    """Every member's binarized minibatch at its own step, (M, B, 784): each member draws from
+    its own binarizer exactly as a single run does."""
+    if len(members) == 1:
+        member = members[0]
+        return member.binarizer(member.source.batch(steps[0])).unsqueeze(0)
+    gray = torch.stack([m.source.batch(s) for m, s in zip(members, steps, strict=True)])
+    if not all(m.binarizer.dynamic for m in members):
+        return torch.stack([m.binarizer(g) for m, g in zip(members, gray, strict=True)])
+    # one comparison for the group; u[i] holds exactly the draw member i's binarizer makes
+    u = torch.empty_like(gray)
+    for i, member in enumerate(members):
+        u[i].uniform_(generator=member.binarizer.generator)
+    return (u < gray).to(torch.float32)
+
+
+class EagerStep:
+    """The step as eager torch operations (CPU, or CUDA without graphs)."""
+
+    def __init__(self, state: StackedState, members: Sequence[Member], spec: StepSpec,
+                 objective: BoundFn, compile_cpu: bool = True) -> None:
+        self.state, self.members, self.spec, self.objective = state, list(members), spec, objective
+        self.noise = [m.noise for m in self.members]
+        device = next(state.model.parameters()).device
+        self.is_iwae = iwae_members(spec.objectives, device)
+        use_compiler = spec.fast and compile_cpu and device.type == "cpu"
+        self.compiled = (CompiledLoss(state, spec, objective, self.is_iwae) if use_compiler
+                         else None)
+
+    def __call__(self, steps: Sequence[int]) -> Tensor:
+        """Train every member one step; returns the per-example bounds (M, B), detached."""
+        x = member_inputs(self.members, steps)
+        per_example = forward_backward(self.state, self.spec, self.objective, x, self.noise,
+                                       self.is_iwae, self.compiled)
+        self.state.optimizer.step()
+        return per_example
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """How a group is executed; none of it changes what a run is (its RunConfig).
+
+    numerics       "exact" (default: a single run is bit-identical to the reference loop) or
+                   "fast" (fused head and optimizer; within float rounding of exact).
+    cuda_graphs    on a GPU, replay the step as a CUDA graph (exact: forward and backward;
+                   fast: the whole step, optimizer included).
+    allow_tf32     let float32 matmuls on Ampere+ GPUs use TF32 (10-bit mantissa): faster, and
+                   no longer the float32 arithmetic the results are stated in. Off by default.
+    flush_denormal flush float32 denormals to zero on the CPU (benchmark.denormals).
+    compile_cpu    fast numerics on the CPU: torch.compile the forward pass and the optimizer
+                   (needs a C++ compiler; falls back to eager with a warning).
+    """
+
+    numerics: str = "exact"
+    cuda_graphs: bool = True
+    allow_tf32: bool = False
+    flush_denormal: bool = True
+    compile_cpu: bool = True
+
+    def __post_init__(self) -> None:
+        if self.numerics not in NUMERICS:
+            raise ValueError(f"numerics must be one of {NUMERICS}, got {self.numerics!r}")
+
+    def describe(self, device: torch.device, group_size: int) -> dict:
+        """What the result record states about how the run was executed."""
+        on_gpu = device.type == "cuda"
+        return {"numerics": self.numerics, "group_size": group_size,
+                "compiled": self.numerics == "fast" and self.compile_cpu and not on_gpu,
+                "cuda_graphs": self.cuda_graphs and on_gpu,
+                "tf32": self.allow_tf32 and on_gpu,
+                "flush_denormal": self.flush_denormal and not on_gpu}
+
+
+@contextmanager
+def matmul_precision(allow_tf32: bool) -> Iterator[None]:
+    """float32 matmuls and convolutions in IEEE float32 (default) or TF32, restored on exit."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = (matmul.allow_tf32, cudnn.allow_tf32)
+    matmul.allow_tf32, cudnn.allow_tf32 = allow_tf32, allow_tf32
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved

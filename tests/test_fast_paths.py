@@ -1,0 +1,218 @@
+"""The pieces behind batched and fast training: per-member noise, the fused Bernoulli head, the
+group optimizer, flush-to-zero, batched evaluation, and (with a GPU) the CUDA-graph step."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.config import RunConfig
+from benchmark.denormals import flush_denormals
+from benchmark.evaluate import log_likelihood_estimates
+from benchmark.evaluation_run import evaluate_members, evaluation_inputs
+from benchmark.member_optim import MemberAdam
+from benchmark.model import IWAEModel, standard_normal
+from benchmark.optim import make_optimizer
+from benchmark.step import ExecutionOptions
+from benchmark.train import standalone_group_step
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def random_model(layers: int, members: int, seed: int = 0,
+                 dtype: torch.dtype = torch.float32) -> IWAEModel:
+    """The paper fidelity's initialisation, a different seed per member."""
+    model = IWAEModel(layers, members=members)
+    model.init_glorot([torch.Generator().manual_seed(seed + m) for m in range(members)],
+                      np.full(784, 0.2, dtype=np.float32))
+    return model.to(dtype)
+
+
+def binary_images(*shape: int, seed: int = 1, dtype: torch.dtype = torch.float32
+                  ) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=gen) < 0.3).to(dtype)
+
+
+def test_each_member_draws_what_it_would_draw_alone():
+    gens = [torch.Generator().manual_seed(s) for s in (3, 4)]
+    both = standard_normal((2, 5, 7), gens, "cpu")
+    for member, seed in enumerate((3, 4)):
+        alone = torch.randn(1, 5, 7, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(both[member], alone[0])
+    with pytest.raises(ValueError, match="3 generators for 2 members"):
+        standard_normal((2, 5), [torch.Generator()] * 3, "cpu")
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fused_head_computes_the_reference_log_weights_and_gradients(layers):
+    model = random_model(layers, members=2, dtype=torch.float64)
+    x = binary_images(2, 5, 784, dtype=torch.float64)
+    eps = model.draw_noise(2, 4, 5, torch.Generator().manual_seed(7), "cpu", torch.float64)
+    results = []
+    for fused in (False, True):
+        log_w = model.log_weights_given_noise(x, eps, fused_likelihood=fused)
+        # a non-linear function of log w, so that every sample gets its own weight
+        grads = torch.autograd.grad(torch.logsumexp(log_w, dim=1).sum(), model.parameters())
+        results.append((log_w.detach(), grads))
+    (ref_w, ref_g), (w, g) = results
+    torch.testing.assert_close(w, ref_w, rtol=1e-12, atol=1e-9)
+    for a, b in zip(g, ref_g, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def stacked_and_single_optimizers(variant: str, members: int = 3):
+    """Member i alone (its own optimizer, lr (i+1)e-3), and the same members stacked; member 2
+    has taken two steps more than the others."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(6, 4), (1, 4)]
+    singles = [[torch.nn.Parameter(torch.randn(1, *s, generator=gen)) for s in shapes]
+               for _ in range(members)]
+    optimizers = [make_optimizer(variant, singles[i], 1e-3 * (i + 1)) for i in range(members)]
+    for _ in range(2):
+        for p in singles[2]:
+            p.grad = torch.randn(p.shape, generator=gen)
+        optimizers[2].step()
+    stacked = [torch.nn.Parameter(torch.cat([singles[i][j].detach() for i in range(members)]))
+               for j in range(len(shapes))]
+    return singles, optimizers, stacked, gen
+
+
+@pytest.mark.parametrize("variant", ["code", "paper"])
+def test_member_adam_is_each_members_own_optimizer(variant):
+    singles, optimizers, stacked, gen = stacked_and_single_optimizers(variant)
+    group = MemberAdam(stacked, 3, variant, [1e-3, 2e-3, 3e-3])
+    group.load_member_state_dict(2, copy.deepcopy(optimizers[2].state_dict()))
+    fused_params = [torch.nn.Parameter(p.detach().clone()) for p in stacked]
+    fused = MemberAdam(fused_params, 3, variant, group.lrs, fused=True, compile_cpu=False)
+    fused.load_member_state_dict(2, copy.deepcopy(optimizers[2].state_dict()))
+    for _ in range(4):
+        grads = [torch.randn(p.shape, generator=gen) for p in stacked]
+        for i, params in enumerate(singles):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g[i:i + 1].clone()
+            optimizers[i].step()
+        for params, opt in ((stacked, group), (fused_params, fused)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            opt.step()
+    for i in range(3):
+        for j, p in enumerate(stacked):
+            assert torch.equal(p[i], singles[i][j][0])  # exact: the same operations
+            torch.testing.assert_close(fused_params[j][i], p[i], rtol=1e-5, atol=1e-6)
+        mine, theirs = group.member_state_dict(i), optimizers[i].state_dict()
+        assert mine["param_groups"] == theirs["param_groups"]
+        for j in theirs["state"]:
+            for key, value in theirs["state"][j].items():
+                if isinstance(value, torch.Tensor):
+                    assert torch.equal(mine["state"][j][key], value), key
+                else:
+                    assert mine["state"][j][key] == value, key
+    smaller = group.select([2, 0], [torch.nn.Parameter(p[[2, 0]].detach()) for p in stacked])
+    assert smaller.taken == [group.taken[2], group.taken[0]] and smaller.lrs == [3e-3, 1e-3]
+    assert torch.equal(smaller.m[0][0], group.m[0][2])
+
+
+def test_flush_denormals_reaches_every_worker_thread():
+    tiny = torch.full((1 << 20,), 1e-39)  # denormal float32, big enough to run in parallel
+    assert (tiny * 2).min().item() > 0
+    with flush_denormals() as complete:
+        flushed = (tiny * 2).max().item()
+    assert (tiny * 2).min().item() > 0  # switched off again
+    if complete:
+        assert flushed == 0.0
+    with flush_denormals(False) as complete:
+        assert not complete and (tiny * 2).min().item() > 0
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fast_evaluation_keeps_the_reference_draws(layers):
+    model = random_model(layers, members=2, seed=3)
+    x = binary_images(2, 7, 784)
+    gens = lambda: [torch.Generator().manual_seed(11), torch.Generator().manual_seed(12)]  # noqa: E731
+    exact = log_likelihood_estimates(model, x, 300, gens(), rows_per_chunk=700)
+    # passes smaller than, across and beyond the draw layout; eager and compiled
+    for rows, compiled in ((150, False), (1000, False), (100_000, False), (1000, True)):
+        fast = log_likelihood_estimates(model, x, 300, gens(), rows_per_chunk=700, fast=True,
+                                        rows_per_pass=rows, compile_forward=compiled)
+        np.testing.assert_allclose(fast, exact, rtol=2e-6)  # float32 rounding of ~500 nats
+    # member 1 of the pair is exactly member 1 scored alone with its own generator
+    alone = IWAEModel(layers, members=1)
+    with torch.no_grad():
+        for a, b in zip(alone.parameters(), model.parameters(), strict=True):
+            a.copy_(b[1:2])
+    single = log_likelihood_estimates(alone, x[1:2], 300, torch.Generator().manual_seed(12),
+                                      rows_per_chunk=700)
+    np.testing.assert_allclose(exact[1], single[0], rtol=2e-6)
+
+
+def test_members_evaluated_together_score_as_alone(synthetic_data_dir, tmp_path):
+    from benchmark.data.splits import load_dataset
+
+    config = RunConfig(data="mnist-dynamic", model="iwae", k=2, layers=2, steps=3, eval_k=20,
+                       eval_n=10)
+    inputs = evaluation_inputs(load_dataset(config.data, synthetic_data_dir), config)
+    pair = random_model(2, members=2, seed=5)
+    together = evaluate_members(pair, inputs, [config, config],
+                                torch.device("cpu"), [tmp_path / "a", tmp_path / "b"],
+                                show_progress=False)
+    for i in range(2):
+        alone = IWAEModel(2, members=1)
+        with torch.no_grad():
+            for a, b in zip(alone.parameters(), pair.parameters(), strict=True):
+                a.copy_(b[i:i + 1])
+        (metrics, _), = evaluate_members(alone, inputs, [config], torch.device("cpu"),
+                                         [tmp_path / f"alone{i}"], show_progress=False)
+        for key in ("test_nll", "train_nll", "test_nll_pruned"):
+            assert together[i][0][key] == pytest.approx(metrics[key], abs=1e-4)
+        assert together[i][0]["active_units"] == metrics["active_units"]
+        np.testing.assert_allclose(np.load(tmp_path / ("ab"[i]) / "samples.npy"),
+                                   np.load(tmp_path / f"alone{i}" / "samples.npy"), atol=1e-5)
+
+
+def test_standalone_group_step_trains_without_touching_disk(synthetic_data_dir, tmp_path,
+                                                           monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    configs = [RunConfig(data="mnist-dynamic", model=m, k=2, layers=1, seed=s)
+               for m, s in (("vae", 0), ("iwae", 1))]
+    step, state = standalone_group_step(configs, synthetic_data_dir)
+    before = [p.detach().clone() for p in state.model.parameters()]
+    for _ in range(3):
+        bounds = step()
+    assert bounds.shape == (2, 20) and torch.isfinite(bounds).all()
+    assert any(not torch.equal(a, b) for a, b in zip(before, state.model.parameters(),
+                                                     strict=True))
+    assert list(work.iterdir()) == []
+
+
+@needs_cuda
+@pytest.mark.parametrize("numerics", ["exact", "fast"])
+def test_cuda_graph_step_replays_the_eager_step(synthetic_data_dir, numerics):
+    configs = [RunConfig(data=d, model=m, k=3, layers=2, seed=s, device="cuda")
+               for d, m, s in (("mnist-dynamic", "iwae", 0), ("mnist-fixed", "vae", 1))]
+    results = []
+    for graphs in (False, True):
+        options = ExecutionOptions(numerics=numerics, cuda_graphs=graphs)
+        step, state = standalone_group_step(configs, synthetic_data_dir, options)
+        bounds = torch.stack([step().clone() for _ in range(8)])  # warm-up, capture, replays
+        results.append((bounds, [p.detach().clone() for p in state.model.parameters()]))
+    (eager_bounds, eager_params), (graph_bounds, graph_params) = results
+    torch.testing.assert_close(graph_bounds, eager_bounds, rtol=1e-5, atol=1e-4)
+    for a, b in zip(graph_params, eager_params, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@needs_cuda
+def test_a_group_trains_on_the_gpu(synthetic_data_dir, tmp_path):
+    from benchmark.ensemble import train_group
+
+    configs = [RunConfig(data="mnist-dynamic", model=m, k=3, layers=1, seed=s, epochs=2,
+                         eval_k=10, eval_n=20, device="cuda")
+               for m, s in (("vae", 0), ("iwae", 1))]
+    records = train_group(configs, [tmp_path / "a", tmp_path / "b"], synthetic_data_dir,
+                          show_progress=False, options=ExecutionOptions(numerics="fast"))
+    assert [r["status"] for r in records] == ["complete", "complete"]
+    assert records[0]["environment"]["execution"]["cuda_graphs"] is True
