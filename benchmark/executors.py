@@ -204,16 +204,18 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def plan_local_workers(workers: int | None, n_runs: int, cores: int) -> tuple[int, int]:
+def plan_local_workers(workers: int | None, n_runs: int, cores: int, uses_gpu: bool = False
+                       ) -> tuple[int, int]:
     """(workers, torch threads per worker) with workers * threads <= cores.
 
     Without --workers: one worker per core up to the number of runs (these models are small, so
     runs side by side use cores better than threads inside one run), and leftover cores go to
-    the threads of each run.
+    the threads of each run. On a GPU, one worker: it trains the whole grid as batched groups,
+    which is what keeps a GPU busy at a minibatch of 20 (many processes would each leave it idle).
     """
     cores = max(1, cores)
     if workers is None:
-        workers = max(1, min(cores, n_runs))
+        workers = 1 if uses_gpu else max(1, min(cores, n_runs))
     return workers, max(1, cores // workers)
 
 
@@ -422,11 +424,11 @@ class RayExecutor:
 
 
 def make_executor(kind: str, *, n_runs: int, workers: int | None, address: str | None,
-                  gpus_per_run: float) -> Executor:
+                  gpus_per_run: float, uses_gpu: bool = False) -> Executor:
     if kind == "local":
         if address or gpus_per_run:
             raise UserError("--address and --gpus-per-run need --executor ray")
-        workers, threads = plan_local_workers(workers, n_runs, available_cores())
+        workers, threads = plan_local_workers(workers, n_runs, available_cores(), uses_gpu)
         return LocalExecutor(workers, threads)
     if kind == "ray":
         return RayExecutor(address, workers, gpus_per_run)

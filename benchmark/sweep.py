@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from benchmark.environment import resolve_device
 from benchmark.errors import UserError
 from benchmark.executors import (
     Executor,
@@ -530,9 +531,12 @@ def sweep_command(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     plan = expand_grid(args.grid, options, args.results)
 
+    uses_gpu = resolve_device(args.device).type == "cuda"
+
     def executor_factory(n_runs: int) -> Executor:
         return make_executor(args.executor, n_runs=n_runs, workers=args.workers,
-                             address=args.address, gpus_per_run=args.gpus_per_run)
+                             address=args.address, gpus_per_run=args.gpus_per_run,
+                             uses_gpu=uses_gpu)
 
     check_executor_flags(args)
     record_unselected_unavailable(args.grid, options, plan, args.results, Path(args.data_dir))

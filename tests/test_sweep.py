@@ -457,6 +457,8 @@ def test_local_worker_plan_never_oversubscribes():
     assert plan_local_workers(None, 2, 16) == (2, 8)
     assert plan_local_workers(3, 24, 16) == (3, 5)
     assert plan_local_workers(None, 24, 1) == (1, 1)
+    assert plan_local_workers(None, 24, 16, uses_gpu=True) == (1, 16)
+    assert plan_local_workers(4, 24, 16, uses_gpu=True) == (4, 4)
     for workers, n_runs, cores in ((None, 5, 2), (4, 9, 2), (None, 1, 7)):
         w, t = plan_local_workers(workers, n_runs, cores)
         assert w * t <= max(cores, w)
