@@ -29,6 +29,7 @@ CPU_ROWS_PER_PASS = 8192  # fast evaluation on the CPU: about 25 MB of logits pe
 MAX_GPU_ROWS_PER_PASS = 4_000_000
 BYTES_PER_ROW = 16 * 1024  # float32 activations of one (sample, example) row, with headroom
 COMPILE_EVALUATION_ROWS = 20_000_000  # about a minute of CPU work: then compiling pays
+COMPILED_VARIANTS = 64  # compiled graphs kept (shapes, masks); dynamo's default limit is 8
 
 
 def random_subset(n_total: int, n: int | None, seed: int) -> np.ndarray:
@@ -152,9 +153,10 @@ class _CompiledForward:
         cls = _CompiledForward
         if not cls.failed:
             if cls.compiled is None:
-                cls.compiled = torch.compile(_reference_forward, dynamic=False)
+                cls.compiled = torch.compile(_reference_forward)  # sizes turn dynamic as needed
             try:
-                return cls.compiled(model, x, eps, unit_masks)
+                with torch._dynamo.config.patch(recompile_limit=COMPILED_VARIANTS):
+                    return cls.compiled(model, x, eps, unit_masks)
             except Exception as err:  # noqa: BLE001 - any compiler failure: stay eager
                 warnings.warn(f"torch.compile of the evaluation failed ({type(err).__name__}); "
                               "evaluating eagerly", RuntimeWarning, stacklevel=2)

@@ -40,6 +40,7 @@ from benchmark.optim import (
 )
 
 VARIANTS = {"code": CODE_BETAS, "paper": PAPER_BETAS}
+COMPILED_VARIANTS = 64  # compiled kernels kept (parameter lists, ranks); dynamo's default is 8
 
 
 def _per_member(scale: Tensor, like: Tensor) -> Tensor:
@@ -234,7 +235,8 @@ class _CompiledOnce:
     def __call__(self, *args: Any) -> None:
         if self.compiled is not None:
             try:
-                return self.compiled(*args)
+                with torch._dynamo.config.patch(recompile_limit=COMPILED_VARIANTS):
+                    return self.compiled(*args)
             except Exception as err:  # noqa: BLE001 - any compiler failure: run eagerly
                 warnings.warn(f"torch.compile of the fused Adam failed ({type(err).__name__}); "
                               "using the eager update", RuntimeWarning, stacklevel=2)

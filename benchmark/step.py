@@ -29,6 +29,7 @@ from benchmark.model import IWAEModel
 from benchmark.objectives import training_loss
 
 NUMERICS = ("exact", "fast")
+COMPILED_VARIANTS = 64  # compiled graphs kept per function (dynamo's default is 8)
 BoundFn = Callable[[str, Tensor], Tensor]  # benchmark.objectives.bound
 
 
@@ -89,10 +90,12 @@ def forward_backward(state: StackedState, spec: StepSpec, objective: BoundFn, x:
 
 
 def _loss_given_noise(model: IWAEModel, x: Tensor, eps: list[Tensor], objective: BoundFn,
-                      objectives: tuple[str, ...], is_iwae: Tensor | None, reduction: str
+                      only_objective: str, is_iwae: Tensor | None, reduction: str
                       ) -> tuple[Tensor, Tensor]:
+    """only_objective names the objective of a uniform group (is_iwae None), else is ignored:
+    the compiled graph depends on the group's make-up only through these two arguments."""
     log_w = model.log_weights_given_noise(x, eps)
-    per_example = group_bound(objective, objectives, is_iwae, log_w)
+    per_example = group_bound(objective, (only_objective,), is_iwae, log_w)
     return training_loss(per_example, reduction), per_example.detach()
 
 
@@ -101,10 +104,11 @@ class CompiledLoss:
     graph: inductor fuses the elementwise work that eager torch runs as dozens of passes, and
     AOTAutograd compiles the backward to match. The noise is drawn outside (each member from its
     own generator), so the compiled graph is deterministic. The model is an argument, not a
-    closure: every group of the same shapes reuses one compiled graph (a closure would recompile
-    per model and soon exhaust dynamo's recompile limit). A compiler failure (no C++ compiler,
-    say) returns None, and from then on always None: the caller goes eager, on the noise it has
-    already drawn."""
+    closure, and sizes become dynamic after the first change, so groups of other models, sizes
+    and k mostly reuse compiled graphs; the recompile limit is raised to COMPILED_VARIANTS for
+    these calls (past it, dynamo would run the function eagerly and unfused). A compiler
+    failure (no C++ compiler, say) returns None, and from then on always None: the caller goes
+    eager, on the noise it has already drawn."""
 
     _compiled: Callable | None = None  # shared by every group of this process
     _failed = False
@@ -119,10 +123,12 @@ class CompiledLoss:
         if cls._failed:
             return None
         if cls._compiled is None:
-            cls._compiled = torch.compile(_loss_given_noise, dynamic=False)
+            cls._compiled = torch.compile(_loss_given_noise)
+        only = self.spec.objectives[0] if self.is_iwae is None else "mixed"
         try:
-            return cls._compiled(self.model, x, eps, self.objective, self.spec.objectives,
-                                 self.is_iwae, self.spec.reduction)
+            with torch._dynamo.config.patch(recompile_limit=COMPILED_VARIANTS):
+                return cls._compiled(self.model, x, eps, self.objective, only, self.is_iwae,
+                                     self.spec.reduction)
         except Exception as err:  # noqa: BLE001 - any compiler failure: stay eager
             warnings.warn(f"torch.compile of the training step failed ({type(err).__name__}); "
                           "using the eager fast path", RuntimeWarning, stacklevel=2)
