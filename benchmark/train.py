@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from tqdm import tqdm
 from benchmark.checkpoint import load_latest_checkpoint, save_checkpoint
 from benchmark.config import RunConfig
 from benchmark.curves import CurveRow, write_curves
-from benchmark.data.binarization import Binarizer
 from benchmark.data.splits import Dataset, load_dataset
 from benchmark.denormals import flush_denormals
 from benchmark.ensemble import group_key
@@ -45,11 +43,10 @@ from benchmark.evaluation_run import (
     fresh_generators,
 )
 from benchmark.fileio import atomic_write_json, read_json
-from benchmark.group import Member, StackedState, initial_member_model, member_generators
+from benchmark.group import Member, StackedState, member_generators
 from benchmark.minibatches import MinibatchSource
-from benchmark.model import IWAEModel
 from benchmark.objectives import bound
-from benchmark.optim import loss_reduction, make_optimizer
+from benchmark.optim import loss_reduction
 from benchmark.results import load_result, write_result
 from benchmark.run_record import run_record
 from benchmark.schedule import Plan, make_plan
@@ -64,26 +61,6 @@ CONFIG_FILE = "config.json"
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, steps planned) of one run
 MemberProgressCallback = Callable[[int, int, int], None]  # (member index, done, planned)
-
-
-@dataclass
-class TrainingState:
-    """A single run's starting point: its model, optimizer and random streams (kept for callers
-    of the single-run API; the loop itself keeps members in benchmark.group)."""
-
-    model: IWAEModel
-    optimizer: torch.optim.Optimizer
-    noise: torch.Generator  # the reparameterisation noise
-    binarizer: Binarizer
-
-
-def fresh_state(config: RunConfig, dataset: Dataset, device: torch.device, lr: float
-                ) -> TrainingState:
-    """The state a run starts from before any checkpoint is loaded."""
-    model = initial_member_model(config, dataset).to(device)
-    optimizer = make_optimizer(config.fidelity, model.parameters(), lr)
-    noise, binarizer = member_generators(config, dataset.dynamic, device)
-    return TrainingState(model, optimizer, noise, binarizer)
 
 
 def continuation_parent(config: RunConfig) -> dict[str, Any]:

@@ -6,8 +6,8 @@ import torch
 from benchmark.config import RunConfig
 from benchmark.data.splits import load_dataset
 from benchmark.evaluation_run import evaluation_inputs, score
-from benchmark.schedule import make_plan
-from benchmark.train import fresh_state, train_run
+from benchmark.group import initial_member_model
+from benchmark.train import train_run
 
 pytestmark = pytest.mark.realdata
 
@@ -16,8 +16,7 @@ def test_200_steps_of_a_one_layer_vae_improve_the_test_bound(real_data_dir, tmp_
     config = RunConfig(data="mnist-dynamic", model="vae", k=1, layers=1, steps=200, eval_k=50,
                        eval_n=300)
     dataset = load_dataset("mnist-dynamic", real_data_dir)
-    plan = make_plan(config, dataset.train.shape[0])
-    initial = fresh_state(config, dataset, torch.device("cpu"), plan.stages[0].lr).model
+    initial = initial_member_model(config, dataset)
     inputs = evaluation_inputs(dataset, config)
     x = inputs.test[inputs.test_index]
     initial_nll = -score(initial, x, 50, torch.device("cpu")).mean()
