@@ -13,12 +13,14 @@ FIDELITY ?= code
 SEEDS ?= 1
 EXECUTOR ?= local
 DEVICE ?= auto
+NUMERICS ?= exact
 DATA ?=
 RESULTS ?= results
 REPORTS ?= reports
 PY := $(BIN)/python -m benchmark
 SWEEP_FLAGS = --schedule $(SCHEDULE) --fidelity $(FIDELITY) --seeds $(SEEDS) \
-	--executor $(EXECUTOR) --device $(DEVICE) --results $(RESULTS) $(if $(DATA),--data $(DATA))
+	--executor $(EXECUTOR) --device $(DEVICE) --numerics $(NUMERICS) --results $(RESULTS) \
+	$(if $(DATA),--data $(DATA))
 # The datasets a list of data conditions needs (fetch names differ from condition names).
 datasets_for = $(sort $(subst mnist-dynamic,mnist,$(subst mnist-fixed,binarized-mnist,$(1))))
 

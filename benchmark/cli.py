@@ -45,6 +45,21 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
                    help="dataset cache (default: $IWAE_DATA_DIR or datasets/)")
 
 
+def add_execution_flags(p: argparse.ArgumentParser) -> None:
+    """How runs execute (benchmark.execution); recorded, never part of a run's identity."""
+    g = p.add_argument_group("execution (recorded in result.json; the run id does not change)")
+    g.add_argument("--numerics", choices=("exact", "fast"), default="exact",
+                   help="exact (default): the reference arithmetic, bit-reproducible; fast: "
+                        "fused and compiled kernels, within float rounding of exact")
+    g.add_argument("--tf32", action="store_true",
+                   help="allow TF32 matmuls on Ampere+ GPUs (faster, 10-bit mantissa; off by "
+                        "default so results are float32)")
+    g.add_argument("--no-cuda-graphs", action="store_true",
+                   help="on a GPU, run the step eagerly instead of replaying a CUDA graph")
+    g.add_argument("--no-compile", action="store_true",
+                   help="fast numerics on the CPU without torch.compile (no C++ compiler)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark",
                                      description=__doc__.splitlines()[0])
@@ -89,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run directory (default: results/runs/<run-id>)")
     p.add_argument("--checkpoint-every", type=positive_float, default=300.0, metavar="SECONDS",
                    help="checkpoint at least this often inside long stages (default 300)")
+    add_execution_flags(p)
 
     p = sub.add_parser("evaluate", help="re-evaluate a trained run")
     p.add_argument("run_dir", type=Path)
@@ -121,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-group", action="store_true",
                    help="train every run alone (default: compatible runs, same layers, k, "
                         "fidelity and device, train together as batched ensembles)")
+    add_execution_flags(p)
     add_data_dir(p)
     p.add_argument("--results", type=Path, default=Path("results"))
 

@@ -31,12 +31,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from benchmark.config import RunConfig
-
-if TYPE_CHECKING:
-    from benchmark.step import ExecutionOptions
+from benchmark.execution import ExecutionOptions
 
 GroupProgressCallback = Callable[[int, int, int], None]  # (member index, steps done, planned)
 CHECKPOINT_SECONDS = 300.0
@@ -79,8 +76,8 @@ def train_group(
     on_progress(i, done, planned) reports member i's steps at every host check. A member already
     complete is returned as recorded, untrained. Every member is set up before anything trains,
     so a UserError (a run directory holding another configuration, a continuation whose parent
-    is not complete) is raised before any work is done. options: benchmark.step.ExecutionOptions
-    (numerics "exact" by default, "fast" for the fused kernels; CUDA graphs; TF32).
+    is not complete) is raised before any work is done. options: how the group executes
+    (benchmark.execution: numerics "exact" by default or "fast"; CUDA graphs; TF32).
     """
     keys = {group_key(c) for c in configs}
     if len(keys) > 1:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
+from benchmark.execution import ExecutionOptions
 
 ProgressItem = tuple[str, int, int]  # (run key, steps done, steps planned)
 Runner = Callable[..., dict[str, Any]]  # the signature of benchmark.train.train_run
@@ -55,6 +56,7 @@ class RunTask:
     sweep: str
     threads: int
     progress: Any = None  # a queue with put(); None for no progress reports
+    options: ExecutionOptions = ExecutionOptions()
 
     def execute(self) -> TaskOutcome:
         return execute_run(self)
@@ -79,6 +81,7 @@ class GroupTask:
     sweep: str
     threads: int
     progress: Any = None
+    options: ExecutionOptions = ExecutionOptions()
 
     def execute(self) -> TaskOutcome:
         return execute_group(self)
@@ -152,6 +155,7 @@ def execute_run(task: RunTask) -> TaskOutcome:
         return [task.runner(
             RunConfig.from_dict(task.config), Path(task.run_dir), Path(task.data_dir),
             run_id=task.run_id, sweep=task.sweep, show_progress=False, on_progress=on_progress,
+            options=task.options,
         )]
 
     return guarded(task.key, task.threads, work)
@@ -167,7 +171,7 @@ def execute_group(task: GroupTask) -> TaskOutcome:
         records = task.runner(
             [RunConfig.from_dict(m.config) for m in members], [Path(m.run_dir) for m in members],
             Path(task.data_dir), run_ids=[m.run_id for m in members], sweep=task.sweep,
-            show_progress=False, on_progress=on_progress,
+            show_progress=False, on_progress=on_progress, options=task.options,
         )
         if len(records) != len(members):  # the driver pairs records with runs by position
             raise ValueError(f"the group runner returned {len(records)} records for "

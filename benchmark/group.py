@@ -52,6 +52,7 @@ class Member:
     bound_sum: float = 0.0
     bound_count: int = 0
     last_checkpoint: float = 0.0
+    numerics_segments: list[dict[str, Any]] | None = None  # benchmark.execution.numerics_segments
     record: dict[str, Any] | None = None  # the final record once the member has left
 
     @property
@@ -122,6 +123,7 @@ class StackedState:
             },
             "train_seconds": member.train_seconds,
             "curve": [row.as_dict() for row in member.curve],
+            "numerics_segments": member.numerics_segments,
         }
 
     @torch.no_grad()
@@ -149,6 +151,7 @@ class StackedState:
             member.step = int(payload["step"])
             member.train_seconds = float(payload["train_seconds"])
             member.curve = [CurveRow(**row) for row in payload["curve"]]
+            member.numerics_segments = payload.get("numerics_segments")
 
     # --- members leaving ------------------------------------------------------------------------
     @torch.no_grad()

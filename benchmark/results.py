@@ -17,13 +17,19 @@ Schema (DESIGN.md "The result record"); optional keys are absent or null when no
      "artifacts": {"test_loglik": "loglik_test.npy", "samples": "samples.npy",
                    "reconstructions": "reconstructions.npy"},
      "environment": {"package_version", "torch", "python", "device", "git_commit",
-                     "dataset_sha256": {relpath: sha256}},
+                     "dataset_sha256": {relpath: sha256},
+                     "execution": {"numerics": "exact" | "fast" | "mixed", "group_size",
+                                   "compiled", "cuda_graphs", "tf32", "flush_denormal",
+                                   "numerics_segments": [{"from_step", "numerics"}, ...]}},
      "timing": {"train_s", "eval_s"},
      "command": str}
 
 `epochs_total` is always the full protocol's 3,280 epochs (2,187 for a Section 5.2
 continuation), so a cut run can never be mistaken for a reproduction; `epochs_planned` is where
 this run was asked to stop. NLL values are positive nats (lower is better).
+`execution` says how the run was computed (benchmark.execution), which its id does not: "mixed"
+numerics when a run was resumed with other numerics than it started with, the segments saying
+which steps ran how ("unrecorded" for steps checkpointed before segments were recorded).
 """
 
 from __future__ import annotations

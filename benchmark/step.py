@@ -28,7 +28,6 @@ from benchmark.group import Member, StackedState
 from benchmark.model import IWAEModel
 from benchmark.objectives import training_loss
 
-NUMERICS = ("exact", "fast")
 COMPILED_VARIANTS = 64  # compiled graphs kept per function (dynamo's default is 8)
 BoundFn = Callable[[str, Tensor], Tensor]  # benchmark.objectives.bound
 
@@ -172,41 +171,6 @@ class EagerStep:
                                        self.is_iwae, self.compiled)
         self.state.optimizer.step()
         return per_example
-
-
-@dataclass(frozen=True)
-class ExecutionOptions:
-    """How a group is executed; none of it changes what a run is (its RunConfig).
-
-    numerics       "exact" (default: a single run is bit-identical to the reference loop) or
-                   "fast" (fused head and optimizer; within float rounding of exact).
-    cuda_graphs    on a GPU, replay the step as a CUDA graph (exact: forward and backward;
-                   fast: the whole step, optimizer included).
-    allow_tf32     let float32 matmuls on Ampere+ GPUs use TF32 (10-bit mantissa): faster, and
-                   no longer the float32 arithmetic the results are stated in. Off by default.
-    flush_denormal flush float32 denormals to zero on the CPU (benchmark.denormals).
-    compile_cpu    fast numerics on the CPU: torch.compile the forward pass and the optimizer
-                   (needs a C++ compiler; falls back to eager with a warning).
-    """
-
-    numerics: str = "exact"
-    cuda_graphs: bool = True
-    allow_tf32: bool = False
-    flush_denormal: bool = True
-    compile_cpu: bool = True
-
-    def __post_init__(self) -> None:
-        if self.numerics not in NUMERICS:
-            raise ValueError(f"numerics must be one of {NUMERICS}, got {self.numerics!r}")
-
-    def describe(self, device: torch.device, group_size: int) -> dict:
-        """What the result record states about how the run was executed."""
-        on_gpu = device.type == "cuda"
-        return {"numerics": self.numerics, "group_size": group_size,
-                "compiled": self.numerics == "fast" and self.compile_cpu and not on_gpu,
-                "cuda_graphs": self.cuda_graphs and on_gpu,
-                "tf32": self.allow_tf32 and on_gpu,
-                "flush_denormal": self.flush_denormal and not on_gpu}
 
 
 @contextmanager

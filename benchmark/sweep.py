@@ -45,6 +45,7 @@ from typing import Any
 
 from benchmark.environment import resolve_device
 from benchmark.errors import UserError
+from benchmark.execution import ExecutionOptions, execution_from_args
 from benchmark.executors import (
     Executor,
     GroupMember,
@@ -227,6 +228,7 @@ class Runners:
 
     run: Runner
     group: GroupRunner | None
+    options: ExecutionOptions = ExecutionOptions()  # passed to every task
 
 
 class SweepLoop:
@@ -353,7 +355,7 @@ class SweepLoop:
             key=attempt.key, runner=self.runners.run, config=run.config.to_dict(),
             run_dir=str(run.run_dir), data_dir=str(self.data_dir), run_id=run.run_id,
             sweep=run.sweep, threads=self.executor.threads_per_task,
-            progress=self.executor.progress_channel(),
+            progress=self.executor.progress_channel(), options=self.runners.options,
         ))
 
     def submit_group(self, attempts: list[Attempt]) -> None:
@@ -366,6 +368,7 @@ class SweepLoop:
             key=key, runner=self.runners.group, members=members, data_dir=str(self.data_dir),
             sweep=attempts[0].run.sweep,  # group_runs never mixes sweep directories
             threads=self.executor.threads_per_task, progress=self.executor.progress_channel(),
+            options=self.runners.options,
         ))
 
     def start(self, attempts: list[Attempt], key: str) -> None:
@@ -462,11 +465,12 @@ def run_sweep(grid: str, plan: list[PlannedRun], *, data_dir: Path,
               executor_factory: ExecutorFactory, runner: Runner = run_real_trainer,
               group_runner: GroupRunner = run_real_group_trainer, group: bool = True,
               check_data: DataCheck = check_data_available,
+              options: ExecutionOptions | None = None,
               stream: Any = None, out: Any = None) -> SweepReport:
     """Train every run of the plan that is not complete yet; the report says how each ended.
 
     group: train compatible runs together with group_runner (retries use runner); False: every
-    run alone with runner (--no-group)."""
+    run alone with runner (--no-group). options: how every task executes (--numerics, ...)."""
     stream = stream or sys.stderr
     report = SweepReport(grid)
 
@@ -493,7 +497,8 @@ def run_sweep(grid: str, plan: list[PlannedRun], *, data_dir: Path,
     for run in todo:
         display.eta.expect(str(run.run_dir), steps_done_before(run))
     try:
-        runners = Runners(run=runner, group=group_runner if group else None)
+        runners = Runners(run=runner, group=group_runner if group else None,
+                          options=options or ExecutionOptions())
         SweepLoop(todo, executor, runners, Path(data_dir), display, report, state).run()
     finally:
         display.close()
@@ -542,6 +547,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     record_unselected_unavailable(args.grid, options, plan, args.results, Path(args.data_dir))
     with termination_as_interrupt():
         report = run_sweep(args.grid, plan, data_dir=Path(args.data_dir),
-                           executor_factory=executor_factory, group=not args.no_group)
+                           executor_factory=executor_factory, group=not args.no_group,
+                           options=execution_from_args(args))
     print(report.summary_line(), file=sys.stdout if report.ok else sys.stderr)
     return report.exit_code

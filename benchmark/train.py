@@ -42,6 +42,7 @@ from benchmark.evaluation_run import (
     evaluation_key,
     fresh_generators,
 )
+from benchmark.execution import ExecutionOptions, numerics_of, numerics_segments
 from benchmark.fileio import atomic_write_json, read_json
 from benchmark.group import Member, StackedState, member_generators
 from benchmark.minibatches import MinibatchSource
@@ -50,7 +51,7 @@ from benchmark.optim import loss_reduction
 from benchmark.results import load_result, write_result
 from benchmark.run_record import run_record
 from benchmark.schedule import Plan, make_plan
-from benchmark.step import EagerStep, ExecutionOptions, StepSpec, matmul_precision
+from benchmark.step import EagerStep, StepSpec, matmul_precision
 
 CHECK_EVERY = 100  # steps between host synchronisations (finiteness, progress bar)
 LOG_POINTS_PER_STAGE = 4
@@ -170,6 +171,7 @@ def train_members(
                                    compile_cpu=options.compile_cpu)
         for j, member in enumerate(members):
             _resume(state, j, member, device, single=len(members) == 1)
+            _record_numerics(member, options.numerics)
         with ExitStack() as stack:
             stack.enter_context(flush_denormals(options.flush_denormal and device.type == "cpu"))
             stack.enter_context(matmul_precision(options.allow_tf32))
@@ -223,7 +225,7 @@ def _new_member(config: RunConfig, run_dir: Path, run_id: str | None, sweep: str
     plan = make_plan(config, dataset.train.shape[0])
     inputs = data.evaluation_inputs(config)
     env = environment_record(device, dataset.source_sha256)
-    env["execution"] = options.describe(device, group_size)
+    env["execution"] = options.describe(device.type, group_size)
     noise, binarizer = member_generators(config, dataset.dynamic, device)
     return Member(
         config=config, run_dir=run_dir, plan=plan, dataset=dataset,
@@ -246,6 +248,14 @@ def _resume(state: StackedState, i: int, member: Member, device: torch.device, s
     elif member.config.init_from is not None:
         state.restore(i, member, continuation_parent(member.config), position=False,
                       global_rng=single)
+
+
+def _record_numerics(member: Member, numerics: str) -> None:
+    """The numerics this run was trained with so far, now including this process's."""
+    member.numerics_segments = numerics_segments(member.numerics_segments, member.step, numerics)
+    execution = member.common["env"]["execution"]
+    execution["numerics"] = numerics_of(member.numerics_segments)
+    execution["numerics_segments"] = member.numerics_segments
 
 
 def _curve_subset(n_test: int) -> np.ndarray:

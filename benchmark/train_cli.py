@@ -16,6 +16,7 @@ from benchmark.environment import resolve_device
 from benchmark.errors import UserError
 from benchmark.evaluate import TRAIN_SUBSET_SEED, random_subset, summarise_nll
 from benchmark.evaluation_run import binary_split, evaluation_inputs, save_npy, score
+from benchmark.execution import execution_from_args
 from benchmark.fileio import atomic_write_json
 from benchmark.model import IWAEModel
 from benchmark.results import load_result
@@ -46,7 +47,8 @@ def train_command(args: argparse.Namespace) -> int:
     rid = run_id(config)
     out = args.out if args.out is not None else Path("results") / "runs" / rid
     record = train_run(config, out, args.data_dir, run_id=rid,
-                       checkpoint_every_s=args.checkpoint_every)
+                       checkpoint_every_s=args.checkpoint_every,
+                       options=execution_from_args(args))
     print(f"{rid}: {describe(record)}  [{out}]")
     return 0 if record["status"] == "complete" else 1
 

@@ -79,7 +79,8 @@ def train_and_record(config: RunConfig, run_dir: Path, run_id: str | None, sweep
 
 def fake_train_run(config: RunConfig, run_dir: Path, data_dir: Path, *, run_id: str | None = None,
                    sweep: str | None = None, show_progress: bool = True,
-                   on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                   on_progress: Callable[[int, int], None] | None = None,
+                   options: Any = None) -> dict[str, Any]:
     run_dir = Path(run_dir)
     begin(config, run_dir, run_id, sweep, f"run {run_id}")
     if should_fail(run_dir, "fail_raise"):
@@ -91,7 +92,7 @@ def fake_train_group(configs: Sequence[RunConfig], run_dirs: Sequence[Path], dat
                      run_ids: Sequence[str | None] | None = None, sweep: str | None = None,
                      show_progress: bool = True,
                      on_progress: Callable[[int, int, int], None] | None = None,
-                     ) -> list[dict[str, Any]]:
+                     options: Any = None) -> list[dict[str, Any]]:
     dirs = [Path(d) for d in run_dirs]
     ids = list(run_ids) if run_ids is not None else [None] * len(configs)
     task = "group " + " ".join(str(i) for i in ids)

@@ -11,9 +11,9 @@ from benchmark.checkpoint import load_latest_checkpoint
 from benchmark.config import RunConfig
 from benchmark.ensemble import group_key, split_into_groups, train_group
 from benchmark.errors import UserError
+from benchmark.execution import ExecutionOptions
 from benchmark.model import IWAEModel
 from benchmark.optim import make_optimizer
-from benchmark.step import ExecutionOptions
 from benchmark.train import train_run
 
 

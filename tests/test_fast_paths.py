@@ -11,10 +11,10 @@ from benchmark.config import RunConfig
 from benchmark.denormals import flush_denormals
 from benchmark.evaluate import log_likelihood_estimates
 from benchmark.evaluation_run import evaluate_members, evaluation_inputs
+from benchmark.execution import ExecutionOptions
 from benchmark.member_optim import MemberAdam
 from benchmark.model import IWAEModel, standard_normal
 from benchmark.optim import make_optimizer
-from benchmark.step import ExecutionOptions
 from benchmark.train import standalone_group_step
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

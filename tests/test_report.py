@@ -351,6 +351,10 @@ def test_provenance_lists_versions_checksums_and_the_command(report):
     runs = _csv(out, "runs")
     assert len(runs) == len(SPECS)
     assert {"complete", "running: 121 / 3,280 epochs"} <= set(runs["Status"])
+    provenance = dict(_csv(out, "provenance").itertuples(index=False))
+    recorded = sum(1 for s in SPECS if s.kind != "unavailable")
+    assert provenance["runs: numerics (exact / fast / mixed)"] == f"exact ({recorded} runs)"
+    assert provenance["runs: TF32 matmuls"] == f"False ({recorded} runs)"
 
 
 def test_banner_when_no_run_completed_the_full_protocol(tmp_path):

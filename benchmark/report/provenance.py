@@ -20,6 +20,8 @@ from benchmark.report.tableio import Cell, ReportTable
 
 ENVIRONMENT_FIELDS = (("package_version", "package version"), ("git_commit", "git commit"),
                       ("torch", "torch"), ("python", "python"), ("device", "device"))
+EXECUTION_FIELDS = (("numerics", "numerics (exact / fast / mixed)"), ("tf32", "TF32 matmuls"),
+                    ("group_size", "runs trained per group"))
 CONFIG_FIELDS = (("fidelity", "fidelity"), ("schedule", "schedule"), ("seed", "seed"),
                  ("eval_k", "evaluation k"))
 
@@ -74,6 +76,10 @@ def provenance_table(runs: Sequence[Run], origin: ReportOrigin) -> ReportTable:
     ]
     for key, label in ENVIRONMENT_FIELDS:
         values = [r.environment.get(key) for r in runs if r.status != "unavailable"]
+        rows.append(((f"runs: {label}",), (Cell(value=tally(values)),)))
+    for key, label in EXECUTION_FIELDS:
+        values = [(r.environment.get("execution") or {}).get(key) for r in runs
+                  if r.status != "unavailable"]
         rows.append(((f"runs: {label}",), (Cell(value=tally(values)),)))
     for key, label in CONFIG_FIELDS:
         rows.append(((f"runs: {label}",), (Cell(value=tally([r.config.get(key) for r in runs])),)))

@@ -13,7 +13,7 @@ from plain import PlainRun
 from benchmark.config import RunConfig
 from benchmark.data.splits import load_dataset
 from benchmark.denormals import flush_denormals
-from benchmark.step import ExecutionOptions
+from benchmark.execution import ExecutionOptions
 from benchmark.train import standalone_group_step
 
 CASES = [(layers, k) for layers in (1, 2) for k in (1, 5, 50)]
