@@ -40,7 +40,10 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
-def environment_record(device: torch.device, dataset_sha256: dict[str, str]) -> dict:
+def environment_record(device: torch.device, dataset_sha256: dict[str, str],
+                       dataset_catalogue: str = "built-in") -> dict:
+    """dataset_catalogue: "built-in", or the path of the data folder's own catalogue.json that
+    the files were verified against (then the checksums are not the canonical ones)."""
     return {
         "package_version": benchmark.__version__,
         "torch": torch.__version__,
@@ -48,4 +51,5 @@ def environment_record(device: torch.device, dataset_sha256: dict[str, str]) -> 
         "device": device_description(device),
         "git_commit": git_commit(),
         "dataset_sha256": dict(dataset_sha256),
+        "dataset_catalogue": dataset_catalogue,
     }

@@ -18,6 +18,7 @@ Schema (DESIGN.md "The result record"); optional keys are absent or null when no
                    "reconstructions": "reconstructions.npy"},
      "environment": {"package_version", "torch", "python", "device", "git_commit",
                      "dataset_sha256": {relpath: sha256},
+                     "dataset_catalogue": "built-in" | path of a data folder's catalogue.json,
                      "execution": {"numerics": "exact" | "fast" | "mixed", "group_size",
                                    "compiled", "cuda_graphs", "tf32", "flush_denormal",
                                    "numerics_segments": [{"from_step", "numerics"}, ...]}},

@@ -224,7 +224,7 @@ def _new_member(config: RunConfig, run_dir: Path, run_id: str | None, sweep: str
     dataset = data.dataset(config.data)
     plan = make_plan(config, dataset.train.shape[0])
     inputs = data.evaluation_inputs(config)
-    env = environment_record(device, dataset.source_sha256)
+    env = environment_record(device, dataset.source_sha256, dataset.catalogue)
     env["execution"] = options.describe(device.type, group_size)
     noise, binarizer = member_generators(config, dataset.dynamic, device)
     return Member(

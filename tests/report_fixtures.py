@@ -29,6 +29,7 @@ ENVIRONMENT = {
         "binarized_mnist/binarized_mnist_test.amat":
             "3ae6d87ce3cf4e1e9c5b0c54d1b1d9bb8e6d2d73cb06b24be6e0bca3c0a1e2a1",
     },
+    "dataset_catalogue": "built-in",
     "execution": {"numerics": "exact", "group_size": 2, "compiled": False, "cuda_graphs": True,
                   "tf32": False, "flush_denormal": False,
                   "numerics_segments": [{"from_step": 0, "numerics": "exact"}]},

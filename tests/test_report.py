@@ -357,6 +357,19 @@ def test_provenance_lists_versions_checksums_and_the_command(report):
     assert provenance["runs: TF32 matmuls"] == f"False ({recorded} runs)"
 
 
+def test_runs_checked_against_another_catalogue_are_flagged(tmp_path, report):
+    _, html, _ = report
+    assert "another catalogue" not in html  # every fixture run used the built-in checksums
+    results = build_results_tree(tmp_path)
+    path = next(results.glob("**/result.json"))
+    record = json.loads(path.read_text())
+    record["environment"]["dataset_catalogue"] = "/data/mine/catalogue.json"
+    path.write_text(json.dumps(record))
+    html = build_report(results, tmp_path / "out").read_text(encoding="utf-8")
+    assert "Some runs read data verified against another catalogue." in html
+    assert "/data/mine/catalogue.json" in html
+
+
 def test_banner_when_no_run_completed_the_full_protocol(tmp_path):
     cut_only = tuple(s for s in SPECS if s.kind in ("quick", "smoke", "running"))
     results = build_results_tree(tmp_path, cut_only)

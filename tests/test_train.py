@@ -37,6 +37,8 @@ def test_a_run_completes_with_its_record(synthetic_data_dir, tmp_path, data, lay
                        show_progress=False)
     assert record["status"] == "complete"
     assert json.loads((tmp_path / "run" / "result.json").read_text()) == record
+    # synthetic files are checked against the data folder's own catalogue, and that is recorded
+    assert record["environment"]["dataset_catalogue"] == str(synthetic_data_dir / "catalogue.json")
     m = record["metrics"]
     assert m["eval_k"] == 10 and m["eval_n"] == 20
     assert 0 < m["test_nll"] < 784 * np.log(2) * 2 and m["test_nll_se"] > 0

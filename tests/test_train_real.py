@@ -25,6 +25,7 @@ def test_200_steps_of_a_one_layer_vae_improve_the_test_bound(real_data_dir, tmp_
 
     record = train_run(config, tmp_path / "run", real_data_dir, show_progress=False)
     assert record["status"] == "complete" and record["metrics"]["eval_n"] == 300
+    assert record["environment"]["dataset_catalogue"] == "built-in"
     trained_nll = record["metrics"]["test_nll"]
     # 200 steps at lr 1e-3 take a 1-layer VAE from ~206 nats to well below 170 (measured: ~140);
     # 10 nats is many standard errors (about 2 nats over 300 images) from the initial model.

@@ -61,6 +61,7 @@ class Dataset:
     test: np.ndarray
     dynamic: bool
     source_sha256: dict[str, str] = field(default_factory=dict)  # raw relpath -> sha256
+    catalogue: str = "built-in"  # what the files were verified against (Catalogue.origin)
 
     def split(self, name: str) -> np.ndarray:
         if name not in ("train", "valid", "test"):
@@ -174,8 +175,9 @@ def load_dataset(name: str, data_dir: Path) -> Dataset:
     """The splits of one data condition from verified raw files under <data_dir>/raw."""
     check_condition(name)
     data_dir = Path(data_dir)
-    entries = raw_files_for(name, load_catalogue(data_dir))
+    catalogue = load_catalogue(data_dir)
+    entries = raw_files_for(name, catalogue)
     shas = require_verified(name, entries, data_dir)
     train, valid, test = LOADERS[name](entries, data_dir, shas)
     return Dataset(name=name, train=train, valid=valid, test=test,
-                   dynamic=name != "mnist-fixed", source_sha256=shas)
+                   dynamic=name != "mnist-fixed", source_sha256=shas, catalogue=catalogue.origin)

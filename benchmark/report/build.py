@@ -171,6 +171,13 @@ def banners(runs: Sequence[Run]) -> list[Banner]:
                           "schedule, or --stages/--epochs/--steps): it shows how far training "
                           "got, is not a reproduction of the paper, and gets no verdict. The "
                           "full protocol is 3,280 epochs (2,187 for the Table 2 continuations)."))
+    recorded = {r.environment.get("dataset_catalogue") for r in runs}
+    catalogues = sorted(c for c in recorded if c not in (None, "built-in"))
+    if catalogues:
+        out.append(Banner("warn", "Some runs read data verified against another catalogue.",
+                          " Their dataset files were checked against "
+                          + ", ".join(catalogues) + " instead of the suite's built-in checksums "
+                          "of the canonical files, so they may not be the paper's data."))
     stuck = [r for r in runs if r.status in ("failed", "running", "unavailable")]
     if stuck:
         out.append(Banner("info", f"{len(stuck)} run(s) did not complete.",

@@ -19,7 +19,8 @@ from benchmark.report.runs import Run
 from benchmark.report.tableio import Cell, ReportTable
 
 ENVIRONMENT_FIELDS = (("package_version", "package version"), ("git_commit", "git commit"),
-                      ("torch", "torch"), ("python", "python"), ("device", "device"))
+                      ("torch", "torch"), ("python", "python"), ("device", "device"),
+                      ("dataset_catalogue", "dataset checksums from"))
 EXECUTION_FIELDS = (("numerics", "numerics (exact / fast / mixed)"), ("tf32", "TF32 matmuls"),
                     ("group_size", "runs trained per group"))
 CONFIG_FIELDS = (("fidelity", "fidelity"), ("schedule", "schedule"), ("seed", "seed"),

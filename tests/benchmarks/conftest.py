@@ -33,6 +33,7 @@ class Row:
     case: str
     times_ms: dict[str, float]  # implementation -> best time
     flops: dict[str, float] = field(default_factory=dict)  # implementation -> matmul FLOPs
+    floor_ms: float | None = None  # the unavoidable work alone (costs.py): the best possible time
 
 
 @dataclass
@@ -127,7 +128,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
           f"{rec.data_source}")
     write("best times in ms; (x) = plain / this; GFLOP/s = dense-layer FLOPs / time")
     header = (f"{'case':<38}{'plain':>9}{'plain+FTZ':>10}{'exact':>9}{'(x)':>8}"
-              f"{'fast':>9}{'(x)':>8}{'fast GFLOP/s':>13}{'% peak':>7}")
+              f"{'fast':>9}{'(x)':>8}{'fast GFLOP/s':>13}{'% peak':>7}{'floor':>8}{'max (x)':>8}")
     write(header)
     write("-" * len(header))
     for row in rec.rows:
@@ -139,12 +140,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
                  _fmt(t.get("exact"), 9), f"{_ratio(plain, t.get('exact')):>8}",
                  _fmt(t.get("fast"), 9), f"{_ratio(plain, t.get('fast')):>8}",
                  _fmt(gflops, 13, ".0f"),
-                 _fmt(100 * gflops / rec.peak_gflops if gflops else None, 7, ".0f")]
+                 _fmt(100 * gflops / rec.peak_gflops if gflops else None, 7, ".0f"),
+                 _fmt(row.floor_ms, 8), f"{_ratio(plain, row.floor_ms):>8}"]
         write("".join(cells))
     write("plain: nn.Linear model, x repeated k times through the encoder, torch.optim.Adam, "
           "torch defaults (no flush-to-zero); x12: twelve such models stepped in turn.")
     write("exact/fast: the suite's batched step (benchmark.step) with its numerics; both run "
           "with flush-to-zero, as train_run does. Models start at the authors' initialisation.")
+    write("floor: the step's dense-layer matmuls alone in the suite's shapes (encode once; "
+          "L_5000: forward only), plus for a step Adam's memory traffic (7 arrays of the "
+          "parameters' size) at this machine's streaming rate, timed now; max (x) = plain / "
+          "floor, the best ratio any implementation of the same model could reach here.")
 
 
 def _fmt(value: float | None, width: int, spec: str = ".2f") -> str:

@@ -1,4 +1,6 @@
-"""Matmul FLOPs of a training step and of L_k, for the achieved-GFLOP/s column.
+"""Matmul FLOPs of a training step and of L_k, for the achieved-GFLOP/s column; and the floors
+(the work no implementation of the same model avoids, timed on this machine) for the best
+ratio any implementation could reach against the plain baseline.
 
 Only the dense layers count (2 FLOPs per multiply-add); the elementwise work (tanh, exp, the
 Bernoulli likelihood) is what keeps an implementation from the matmul peak, so it is left out
@@ -8,7 +10,11 @@ gradient, and once more for the input gradient (not for the data layer).
 
 from __future__ import annotations
 
-from benchmark.model import ARCHITECTURES, BlockSpec
+from collections.abc import Callable
+
+import torch
+
+from benchmark.model import ARCHITECTURES, BlockSpec, IWAEModel
 
 BATCH = 20
 
@@ -46,3 +52,51 @@ def train_step_flops(layers: int, k: int, encode_once: bool = True) -> float:
 def log_likelihood_flops(layers: int, k: int, examples: int, encode_once: bool = True) -> float:
     return sum(2.0 * rows * a * b
                for rows, a, b, _ in _layers_with_rows(layers, k, examples, encode_once))
+
+
+# --- floors: what this machine needs for the unavoidable part of the work --------------------
+
+def parameter_count(layers: int) -> int:
+    return sum(p.numel() for p in IWAEModel(layers, members=1).parameters())
+
+
+def step_matmuls(layers: int, k: int, members: int) -> Callable[[], None]:
+    """The dense-layer matmuls of one batched training step, in the suite's shapes (forward,
+    weight gradient, input gradient except at the data layer), on random operands."""
+    return _matmuls(_layers_with_rows(layers, k, BATCH, encode_once=True), members, backward=True)
+
+
+def log_likelihood_matmuls(layers: int, k: int, rows_per_pass: int) -> Callable[[], None]:
+    """The forward matmuls of one L_k pass of rows_per_pass (sample, example) rows."""
+    examples = max(1, rows_per_pass // k)
+    samples = rows_per_pass // examples
+    return _matmuls(_layers_with_rows(layers, samples, examples, encode_once=True), 1,
+                    backward=False)
+
+
+def _matmuls(shapes: list[tuple[int, int, int, bool]], members: int, backward: bool
+             ) -> Callable[[], None]:
+    operands = [(torch.randn(members, rows, a), torch.randn(members, a, b),
+                 torch.randn(members, rows, b), data_layer)
+                for rows, a, b, data_layer in shapes]
+
+    def run() -> None:
+        for x, w, g, data_layer in operands:
+            torch.bmm(x, w)
+            if backward:
+                torch.bmm(x.transpose(1, 2), g)
+                if not data_layer:
+                    torch.bmm(g, w.transpose(1, 2))
+    return run
+
+
+def optimizer_traffic(layers: int, members: int) -> Callable[[], None]:
+    """A stream over as many floats as the members' parameters: torch.add(b, c, out=a) moves
+    3 arrays; Adam must read parameters, gradients and both moments and write three of them
+    back, 7 arrays: its floor is 7/3 of this stream's time."""
+    n = parameter_count(layers) * members
+    a, b, c = torch.empty(n), torch.randn(n), torch.randn(n)
+    return lambda: torch.add(b, c, out=a)
+
+
+ADAM_ARRAYS_PER_STREAM = 7 / 3

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import Row, interleaved_best
-from costs import log_likelihood_flops
+from costs import log_likelihood_flops, log_likelihood_matmuls
 from plain import PlainIWAE, plain_log_likelihood
 
 from benchmark.data.binarization import binarize_once
 from benchmark.data.splits import load_dataset
 from benchmark.denormals import flush_denormals
-from benchmark.evaluate import log_likelihood_estimates
+from benchmark.evaluate import CPU_ROWS_PER_PASS, log_likelihood_estimates
 from benchmark.model import IWAEModel
 
 K = 5000
@@ -22,6 +22,16 @@ K = 5000
 def mnist_test_images(data_dir, n: int) -> torch.Tensor:  # noqa: ANN001
     dataset = load_dataset("mnist-dynamic", data_dir)
     return torch.from_numpy(binarize_once(dataset.test[:n], 123))
+
+
+def matmul_floor(layers: int, images: int) -> float:
+    """costs.py's floor (ms): the forward matmuls of L_5000 over `images` (member, image) pairs,
+    timed in passes of the fast evaluation's size on the CPU."""
+    one_pass = log_likelihood_matmuls(layers, K, CPU_ROWS_PER_PASS)
+    examples = max(1, CPU_ROWS_PER_PASS // K)
+    rows_in_pass = examples * (CPU_ROWS_PER_PASS // examples)
+    pass_ms = interleaved_best({"pass": one_pass}, rounds=1, reps=5)["pass"]
+    return pass_ms * images * K / rows_in_pass
 
 
 @pytest.mark.parametrize("layers,members,n", [(1, 1, 20), (2, 1, 20), (1, 12, 3)])
@@ -54,6 +64,6 @@ def test_l5000(benchmark, recorder, bench_data_dir, layers, members, n):
     times.update(interleaved_best({"plain": plain}, rounds=2, reps=1))
     flops = members * log_likelihood_flops(layers, K, n)
     case = f"L_5000, {members} model{'s' if members > 1 else ''}, L{layers}, {n} images"
-    recorder.rows.append(Row(case, times, {"fast": flops}))
+    recorder.rows.append(Row(case, times, {"fast": flops}, matmul_floor(layers, members * n)))
     with flush_denormals():
         benchmark.pedantic(fast, rounds=2, iterations=1)
