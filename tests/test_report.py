@@ -454,6 +454,11 @@ def test_grid_report_shows_only_that_grids_runs_and_tables(tmp_path):
     assert "table2.csv" not in names
     runs = pd.read_csv(binarization / "tables" / "runs.csv")
     assert runs.to_string().count("omniglot") == 0
+    # OMNIGLOT is not part of this grid: its Table 1 holds the dynamic MNIST rows only
+    table1_rows = pd.read_csv(binarization / "tables" / "code" / "table1.csv")
+    assert set(table1_rows["Dataset"]) == {"MNIST (dynamic)"} and len(table1_rows) == 6
+    html = (binarization / "index.html").read_text()
+    assert "Table 1: dynamic MNIST (fidelity code; the paper&#x27;s other rows are not" in html
 
     table2 = build_report(results, tmp_path / "t2", grid="table2").parent
     assert {p.name for p in (table2 / "tables" / "code").glob("*.csv")} == {"table2.csv"}
