@@ -46,7 +46,6 @@ class ExecutionOptions:
                 "flush_denormal": self.flush_denormal and not on_gpu}
 
 
-
 def execution_from_args(args: Any) -> ExecutionOptions:
     """The options of benchmark.cli.add_execution_flags."""
     return ExecutionOptions(numerics=args.numerics, allow_tf32=args.tf32,
