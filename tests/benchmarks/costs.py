@@ -66,12 +66,14 @@ def step_matmuls(layers: int, k: int, members: int) -> Callable[[], None]:
     return _matmuls(_layers_with_rows(layers, k, BATCH, encode_once=True), members, backward=True)
 
 
-def log_likelihood_matmuls(layers: int, k: int, rows_per_pass: int) -> Callable[[], None]:
-    """The forward matmuls of one L_k pass of rows_per_pass (sample, example) rows."""
+def log_likelihood_matmuls(layers: int, k: int, rows_per_pass: int
+                           ) -> tuple[Callable[[], None], int]:
+    """The forward matmuls of one L_k pass of about rows_per_pass (sample, example) rows, and
+    how many rows that pass holds."""
     examples = max(1, rows_per_pass // k)
     samples = rows_per_pass // examples
-    return _matmuls(_layers_with_rows(layers, samples, examples, encode_once=True), 1,
-                    backward=False)
+    return (_matmuls(_layers_with_rows(layers, samples, examples, encode_once=True), 1,
+                     backward=False), examples * samples)
 
 
 def _matmuls(shapes: list[tuple[int, int, int, bool]], members: int, backward: bool
@@ -90,6 +92,9 @@ def _matmuls(shapes: list[tuple[int, int, int, bool]], members: int, backward: b
     return run
 
 
+ADAM_ARRAYS_PER_STREAM = 7 / 3
+
+
 def optimizer_traffic(layers: int, members: int) -> Callable[[], None]:
     """A stream over as many floats as the members' parameters: torch.add(b, c, out=a) moves
     3 arrays; Adam must read parameters, gradients and both moments and write three of them
@@ -97,6 +102,3 @@ def optimizer_traffic(layers: int, members: int) -> Callable[[], None]:
     n = parameter_count(layers) * members
     a, b, c = torch.empty(n), torch.randn(n), torch.randn(n)
     return lambda: torch.add(b, c, out=a)
-
-
-ADAM_ARRAYS_PER_STREAM = 7 / 3

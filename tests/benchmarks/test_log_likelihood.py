@@ -27,9 +27,7 @@ def mnist_test_images(data_dir, n: int) -> torch.Tensor:  # noqa: ANN001
 def matmul_floor(layers: int, images: int) -> float:
     """costs.py's floor (ms): the forward matmuls of L_5000 over `images` (member, image) pairs,
     timed in passes of the fast evaluation's size on the CPU."""
-    one_pass = log_likelihood_matmuls(layers, K, CPU_ROWS_PER_PASS)
-    examples = max(1, CPU_ROWS_PER_PASS // K)
-    rows_in_pass = examples * (CPU_ROWS_PER_PASS // examples)
+    one_pass, rows_in_pass = log_likelihood_matmuls(layers, K, CPU_ROWS_PER_PASS)
     pass_ms = interleaved_best({"pass": one_pass}, rounds=1, reps=5)["pass"]
     return pass_ms * images * K / rows_in_pass
 
