@@ -31,7 +31,7 @@ from benchmark.config import RunConfig
 from benchmark.curves import CurveRow, write_curves
 from benchmark.data.splits import Dataset, load_dataset
 from benchmark.denormals import flush_denormals
-from benchmark.ensemble import group_key
+from benchmark.ensemble import CHECKPOINT_SECONDS, group_key
 from benchmark.environment import environment_record, resolve_device
 from benchmark.errors import UserError
 from benchmark.evaluate import EVAL_SUBSET_SEED, log_likelihood_estimates, random_subset
@@ -55,7 +55,6 @@ from benchmark.step import EagerStep, StepSpec, matmul_precision
 
 CHECK_EVERY = 100  # steps between host synchronisations (finiteness, progress bar)
 LOG_POINTS_PER_STAGE = 4
-DEFAULT_CHECKPOINT_SECONDS = 300.0
 CURVE_SUBSET_N = 200  # the small fixed random test subset scored at every log point
 CURVE_SUBSET_K = 50
 CONFIG_FILE = "config.json"
@@ -117,7 +116,7 @@ def train_run(
     sweep: str | None = None,
     show_progress: bool = True,
     on_progress: ProgressCallback | None = None,
-    checkpoint_every_s: float = DEFAULT_CHECKPOINT_SECONDS,
+    checkpoint_every_s: float = CHECKPOINT_SECONDS,
     options: ExecutionOptions | None = None,
 ) -> dict:
     """Train and evaluate one run in run_dir; return its result record (see results.py)."""
@@ -137,7 +136,7 @@ def train_members(
     sweep: str | None = None,
     show_progress: bool = True,
     on_progress: MemberProgressCallback | None = None,
-    checkpoint_every_s: float = DEFAULT_CHECKPOINT_SECONDS,
+    checkpoint_every_s: float = CHECKPOINT_SECONDS,
     options: ExecutionOptions | None = None,
 ) -> list[dict]:
     """Train and evaluate several runs of one architecture and k (benchmark.ensemble.group_key)
@@ -187,8 +186,8 @@ def check_group(configs: Sequence[RunConfig]) -> None:
     """Members of a group share benchmark.ensemble.group_key."""
     keys = {group_key(c) for c in configs}
     if len(keys) != 1:
-        raise ValueError(f"runs of one group must share layers, k, fidelity and device; got "
-                         f"{sorted(keys)}")
+        raise ValueError(f"these runs cannot share a group: they must share layers, k, "
+                         f"fidelity and device (group_key); got {sorted(keys)}")
 
 
 class _DataCache:
