@@ -46,7 +46,7 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
 
 
 def add_execution_flags(p: argparse.ArgumentParser) -> None:
-    """How runs execute (benchmark.execution); recorded, never part of a run's identity."""
+    """How runs execute (benchmark.training.execution); recorded, never part of a run's identity."""
     g = p.add_argument_group("execution (recorded in result.json; the run id does not change)")
     g.add_argument("--numerics", choices=("exact", "fast"), default="exact",
                    help="exact (default): the reference arithmetic, bit-reproducible; fast: "
@@ -163,15 +163,15 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return info_command(args.data_dir, as_json=args.json)
     if args.command == "train":
-        from benchmark.train_cli import train_command
+        from benchmark.training.command import train_command
 
         return train_command(args)
     if args.command == "evaluate":
-        from benchmark.train_cli import evaluate_command
+        from benchmark.training.command import evaluate_command
 
         return evaluate_command(args)
     if args.command == "sweep":
-        from benchmark.sweep import sweep_command
+        from benchmark.sweeps.driver import sweep_command
 
         return sweep_command(args)
     if args.command == "report":

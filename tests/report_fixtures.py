@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.results import CONTINUATION_EPOCHS, PROTOCOL_EPOCHS, write_result
+from benchmark.records.results import CONTINUATION_EPOCHS, PROTOCOL_EPOCHS, write_result
 
 STAGE_STARTS = (0, 1, 4, 13, 40, 121, 364, 1093)
 CURVE_EPOCHS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 13, 20, 40, 80, 121, 200, 364, 600, 1093,
@@ -106,7 +106,7 @@ def _epochs(spec: Spec) -> tuple[float, float]:
 
 
 def _config(spec: Spec, results: Path) -> dict[str, Any]:
-    # The sweep records the base run's absolute directory, as benchmark.sweep_plan does.
+    # The sweep records the base run's absolute directory, as benchmark.sweeps.grids does.
     init_from = str((results / "table1" / spec.init_from).resolve()) if spec.init_from else None
     return {"data": spec.data, "model": spec.model, "k": spec.k, "layers": spec.layers,
             "seed": spec.seed, "fidelity": spec.fidelity, "schedule": spec.schedule,

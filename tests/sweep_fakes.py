@@ -1,4 +1,4 @@
-"""Stand-ins for benchmark.train.train_run and benchmark.ensemble.train_group, for the sweep tests.
+"""Stand-ins for benchmark.training.loop.train_run and benchmark.training.ensemble.train_group, for the sweep tests.
 
 They keep the trainers' contract (write result.json themselves, status "running" then "complete",
 report progress, return the records) and take their instructions from files in each run
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.config import RunConfig
-from benchmark.results import load_result, write_result
+from benchmark.records.results import load_result, write_result
 
 FAKE_STEPS = 60
 

@@ -32,7 +32,7 @@ import scipy.io
 
 from benchmark.data.sources import DEFAULT_CATALOGUE, Catalogue, compute_digests, write_catalogue
 from benchmark.data.splits import MNIST_VALID, OMNIGLOT_VALID
-from benchmark.fileio import atomic_write_bytes
+from benchmark.records.fileio import atomic_write_bytes
 
 SIDE = 28
 PIXELS = SIDE * SIDE

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-import benchmark.train as train_module
-from benchmark.checkpoint import load_latest_checkpoint
+import benchmark.training.loop as train_module
+from benchmark.training.checkpoint import load_latest_checkpoint
 from benchmark.config import RunConfig
-from benchmark.ensemble import group_key, split_into_groups, train_group
+from benchmark.training.ensemble import group_key, split_into_groups, train_group
 from benchmark.errors import UserError
-from benchmark.execution import ExecutionOptions
-from benchmark.model import IWAEModel
-from benchmark.optim import make_optimizer
-from benchmark.train import train_run
+from benchmark.training.execution import ExecutionOptions
+from benchmark.models.network import IWAEModel
+from benchmark.training.optim import make_optimizer
+from benchmark.training.loop import train_run
 
 
 def small(**kw) -> RunConfig:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.evaluate import log_likelihood_estimates
-from benchmark.model import Architecture, BlockSpec, IWAEModel
-from benchmark.objectives import bound, iwae_bound, training_loss, vae_bound
+from benchmark.evaluation.likelihood import log_likelihood_estimates
+from benchmark.models.network import Architecture, BlockSpec, IWAEModel
+from benchmark.models.objectives import bound, iwae_bound, training_loss, vae_bound
 
 X_DIM = 6
 TINY = {

@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.config import RunConfig
-from benchmark.train import train_run
+from benchmark.training.loop import train_run
 
 
 @pytest.fixture

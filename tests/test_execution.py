@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from sweep_fakes import fake_train_group
 
-from benchmark.checkpoint import checkpoint_steps
+from benchmark.training.checkpoint import checkpoint_steps
 from benchmark.cli import build_parser
 from benchmark.config import RunConfig
-from benchmark.execution import ExecutionOptions, execution_from_args, numerics_segments
-from benchmark.executors import InlineExecutor
-from benchmark.sweep import run_sweep
-from benchmark.sweep_plan import SweepOptions, expand_grid
-from benchmark.train import train_run
+from benchmark.training.execution import ExecutionOptions, execution_from_args, numerics_segments
+from benchmark.sweeps.executors import InlineExecutor
+from benchmark.sweeps.driver import run_sweep
+from benchmark.sweeps.grids import SweepOptions, expand_grid
+from benchmark.training.loop import train_run
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_EAGER = ExecutionOptions(numerics="fast", compile_cpu=False)  # no compile time in tests

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.model import ARCHITECTURES, IWAEModel, authors_weight, glorot_limit
+from benchmark.models.network import ARCHITECTURES, IWAEModel, authors_weight, glorot_limit
 
 
 def param_shapes(model: IWAEModel) -> dict[str, tuple[int, ...]]:

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from benchmark.optim import AuthorsAdam, loss_reduction, make_optimizer, set_learning_rate
+from benchmark.training.optim import AuthorsAdam, loss_reduction, make_optimizer, set_learning_rate
 
 
 def run_steps(opt, param, grads):

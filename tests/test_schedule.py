@@ -4,7 +4,7 @@ import pytest
 
 from benchmark.config import RunConfig, run_id
 from benchmark.errors import UserError
-from benchmark.schedule import make_plan, stage_epochs, stage_learning_rate
+from benchmark.training.schedule import make_plan, stage_epochs, stage_learning_rate
 
 
 def test_stage_table_matches_the_authors_code():

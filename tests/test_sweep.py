@@ -23,9 +23,9 @@ from sweep_fakes import (
 )
 
 from benchmark.config import RunConfig
-from benchmark.ensemble import group_key
+from benchmark.training.ensemble import group_key
 from benchmark.errors import UserError
-from benchmark.executors import (
+from benchmark.sweeps.executors import (
     GroupMember,
     GroupTask,
     InlineExecutor,
@@ -39,10 +39,10 @@ from benchmark.executors import (
     run_real_group_trainer,
     run_real_trainer,
 )
-from benchmark.locks import LOCK_FILE, LockInfo, RunDirLock, read_lock
-from benchmark.results import load_result
-from benchmark.sweep import SweepReport, record_unselected_unavailable, run_sweep
-from benchmark.sweep_plan import (
+from benchmark.sweeps.locks import LOCK_FILE, LockInfo, RunDirLock, read_lock
+from benchmark.records.results import load_result
+from benchmark.sweeps.driver import SweepReport, record_unselected_unavailable, run_sweep
+from benchmark.sweeps.grids import (
     PlannedRun,
     SweepOptions,
     config_differences,
@@ -50,7 +50,7 @@ from benchmark.sweep_plan import (
     group_runs,
     run_id_for,
 )
-from benchmark.sweep_progress import StepEta, finished_line, format_duration
+from benchmark.sweeps.progress import StepEta, finished_line, format_duration
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = SweepOptions(schedule="smoke", steps=4)
@@ -637,7 +637,7 @@ def test_local_executor_two_workers_with_the_real_trainer(tmp_path, synthetic_da
 @pytest.mark.slow
 def test_grouped_runs_match_runs_trained_alone(tmp_path, synthetic_data_dir):
     """The real trainer: 4 compatible runs as one group, and each alone (--no-group), give the
-    same test NLL (members match single runs to float rounding: benchmark.ensemble)."""
+    same test NLL (members match single runs to float rounding: benchmark.training.ensemble)."""
     nll: dict[bool, dict[str, float]] = {}
     for group in (True, False):
         plan = expand_grid("table1", SweepOptions(schedule="smoke", steps=4, eval_k=4, eval_n=10,

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-import benchmark.train as train_module
-from benchmark.checkpoint import checkpoint_steps, load_latest_checkpoint
+import benchmark.training.loop as train_module
+from benchmark.training.checkpoint import checkpoint_steps, load_latest_checkpoint
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
-from benchmark.schedule import make_plan
-from benchmark.train import MinibatchSource, train_run
+from benchmark.training.schedule import make_plan
+from benchmark.training.loop import MinibatchSource, train_run
 
 REPO = Path(__file__).resolve().parents[1]
 

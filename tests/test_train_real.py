@@ -5,9 +5,9 @@ import torch
 
 from benchmark.config import RunConfig
 from benchmark.data.splits import load_dataset
-from benchmark.evaluation_run import evaluation_inputs, score
-from benchmark.group import initial_member_model
-from benchmark.train import train_run
+from benchmark.evaluation.run import evaluation_inputs, score
+from benchmark.training.group import initial_member_model
+from benchmark.training.loop import train_run
 
 pytestmark = pytest.mark.realdata
 

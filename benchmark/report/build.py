@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmark.errors import UserError
-from benchmark.fileio import atomic_write_text
+from benchmark.records.fileio import atomic_write_text
 from benchmark.report import figures
 from benchmark.report.html import Banner, FigureBlock, GalleryCard, Page, Section, render_page
 from benchmark.report.provenance import (

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.fileio import read_json
-from benchmark.results import CONTINUATION_EPOCHS, PROTOCOL_EPOCHS, RESULT_FILE, iter_results
+from benchmark.records.fileio import read_json
+from benchmark.records.results import CONTINUATION_EPOCHS, PROTOCOL_EPOCHS, RESULT_FILE, iter_results
 
 PAPER_EVAL_K = 5000
 CUT_KEYS = ("stages", "epochs", "steps")

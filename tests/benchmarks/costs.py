@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from benchmark.model import ARCHITECTURES, BlockSpec, IWAEModel
+from benchmark.models.network import ARCHITECTURES, BlockSpec, IWAEModel
 
 BATCH = 20
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.model import ARCHITECTURES, BlockSpec, authors_weight
+from benchmark.models.network import ARCHITECTURES, BlockSpec, authors_weight
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 

@@ -12,9 +12,9 @@ from plain import PlainRun
 
 from benchmark.config import RunConfig
 from benchmark.data.splits import load_dataset
-from benchmark.denormals import flush_denormals
-from benchmark.execution import ExecutionOptions
-from benchmark.train import standalone_group_step
+from benchmark.training.denormals import flush_denormals
+from benchmark.training.execution import ExecutionOptions
+from benchmark.training.loop import standalone_group_step
 
 CASES = [(layers, k) for layers in (1, 2) for k in (1, 5, 50)]
 ENSEMBLE = [("vae", seed) if seed % 2 == 0 else ("iwae", seed) for seed in range(12)]

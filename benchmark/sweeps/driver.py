@@ -1,7 +1,7 @@
 """`python -m benchmark sweep {table1,table2,binarization}`: train and evaluate a grid of runs.
 
 A sweep is resumable and idempotent. Each run lives in <results>/<sweep>/<run-id> (see
-benchmark.sweep_plan for the grids and ids). On every call:
+benchmark.sweeps.grids for the grids and ids). On every call:
   - a complete run is skipped, unless its recorded configuration differs from the one asked for,
     which stops the sweep with a message before anything trains;
   - a partial run is handed to the trainer again, which resumes it from its newest checkpoint;
@@ -13,15 +13,15 @@ benchmark.sweep_plan for the grids and ids). On every call:
 The exit status is 0 when every run ends complete or unavailable, 1 otherwise (one summary line).
 
 Grouping (the default): the runs that are ready to train (not complete, data available, base run
-complete) are partitioned into groups of compatible runs (benchmark.sweep_plan.group_runs: same
+complete) are partitioned into groups of compatible runs (benchmark.sweeps.grids.group_runs: same
 layers, k, fidelity and device, sized so that every worker gets a group), and each group is one
-task that trains its runs as one batched ensemble (benchmark.ensemble.train_group). Everything
+task that trains its runs as one batched ensemble (benchmark.training.ensemble.train_group). Everything
 above still holds per run: each member's lock is taken before its group is handed out, each
 member gets its own record and finished line, and a member that fails (or every member of a
 group that crashed) is retried alone. Runs that become ready later (table2's continuations, once
 their base is complete) form later groups. `--no-group`: every run is its own task (train_run).
 
-Executors (benchmark.executors): `local` is a spawn process pool on this machine; `ray` makes
+Executors (benchmark.sweeps.executors): `local` is a spawn process pool on this machine; `ray` makes
 each task a Ray task (`--address` joins a cluster, `--gpus-per-run`, per task and so per group
 when grouping, may be fractional to pack tasks onto one GPU). The driver holds the run locks and
 writes the final result records; with Ray, <results> and the data folder must nevertheless be on
@@ -43,10 +43,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmark.environment import resolve_device
+from benchmark.records.environment import resolve_device
 from benchmark.errors import UserError
-from benchmark.execution import ExecutionOptions, execution_from_args
-from benchmark.executors import (
+from benchmark.training.execution import ExecutionOptions, execution_from_args
+from benchmark.sweeps.executors import (
     Executor,
     GroupMember,
     GroupRunner,
@@ -61,9 +61,9 @@ from benchmark.executors import (
     run_real_group_trainer,
     run_real_trainer,
 )
-from benchmark.locks import RunDirLock
-from benchmark.results import load_result, write_result
-from benchmark.sweep_plan import (
+from benchmark.sweeps.locks import RunDirLock
+from benchmark.records.results import load_result, write_result
+from benchmark.sweeps.grids import (
     GRIDS,
     PlannedRun,
     SweepOptions,
@@ -71,7 +71,7 @@ from benchmark.sweep_plan import (
     expand_grid,
     group_runs,
 )
-from benchmark.sweep_progress import SweepDisplay, finished_line
+from benchmark.sweeps.progress import SweepDisplay, finished_line
 
 MAX_ATTEMPTS = 2  # a failed run is retried once (alone, when it failed in a group)
 WAIT_S = 0.5  # how often the driver wakes up to refresh progress bars

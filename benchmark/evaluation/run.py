@@ -20,7 +20,7 @@ import torch
 from benchmark.config import RunConfig
 from benchmark.data.binarization import TEST_BINARIZATION_SEED, binarize_once
 from benchmark.data.splits import Dataset
-from benchmark.evaluate import (
+from benchmark.evaluation.likelihood import (
     ACTIVE_UNIT_EXAMPLES,
     EVAL_NOISE_SEED,
     EVAL_SUBSET_SEED,
@@ -32,8 +32,8 @@ from benchmark.evaluate import (
     summarise_nll,
     unit_variances,
 )
-from benchmark.fileio import atomic_write
-from benchmark.model import IWAEModel
+from benchmark.records.fileio import atomic_write
+from benchmark.models.network import IWAEModel
 from benchmark.seeding import torch_generator
 
 TRAIN_SUBSET_N = 1000

@@ -1,4 +1,4 @@
-"""The result record of a run as the trainer writes it (schema: benchmark.results)."""
+"""The result record of a run as the trainer writes it (schema: benchmark.records.results)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from benchmark.config import BATCH_SIZE, RunConfig
 from benchmark.data.binarization import TEST_BINARIZATION_SEED
-from benchmark.schedule import Plan
+from benchmark.training.schedule import Plan
 
 
 def run_record(config: RunConfig, plan: Plan, state: Any, status: str, *,

@@ -4,7 +4,7 @@
 one), evaluates it, and writes result.json: "running" while it trains, then "complete", or
 "failed" with the step and the reason when the training bound stops being finite.
 `train_members` is the same for a group of runs of one architecture and k trained as one batched
-computation (benchmark.ensemble is its public face); a single run is a group of one. Every
+computation (benchmark.training.ensemble is its public face); a single run is a group of one. Every
 member keeps its own run directory, checkpoints, curves and record, exactly those of the run
 trained alone, and stops, is checkpointed and is evaluated at its own end. A member whose bound
 stops being finite fails alone: members share no parameters, so its NaNs reach nobody else.
@@ -26,32 +26,32 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmark.checkpoint import load_latest_checkpoint, save_checkpoint
+from benchmark.training.checkpoint import load_latest_checkpoint, save_checkpoint
 from benchmark.config import RunConfig
-from benchmark.curves import CurveRow, write_curves
+from benchmark.records.curves import CurveRow, write_curves
 from benchmark.data.splits import Dataset, load_dataset
-from benchmark.denormals import flush_denormals
-from benchmark.ensemble import CHECKPOINT_SECONDS, group_key
-from benchmark.environment import environment_record, resolve_device
+from benchmark.training.denormals import flush_denormals
+from benchmark.training.ensemble import CHECKPOINT_SECONDS, group_key
+from benchmark.records.environment import environment_record, resolve_device
 from benchmark.errors import UserError
-from benchmark.evaluate import EVAL_SUBSET_SEED, log_likelihood_estimates, random_subset
-from benchmark.evaluation_run import (
+from benchmark.evaluation.likelihood import EVAL_SUBSET_SEED, log_likelihood_estimates, random_subset
+from benchmark.evaluation.run import (
     EvaluationInputs,
     evaluate_members,
     evaluation_inputs,
     evaluation_key,
     fresh_generators,
 )
-from benchmark.execution import ExecutionOptions, numerics_of, numerics_segments
-from benchmark.fileio import atomic_write_json, read_json
-from benchmark.group import Member, StackedState, member_generators
-from benchmark.minibatches import MinibatchSource
-from benchmark.objectives import bound
-from benchmark.optim import loss_reduction
-from benchmark.results import load_result, write_result
-from benchmark.run_record import run_record
-from benchmark.schedule import Plan, make_plan
-from benchmark.step import EagerStep, StepSpec, matmul_precision
+from benchmark.training.execution import ExecutionOptions, numerics_of, numerics_segments
+from benchmark.records.fileio import atomic_write_json, read_json
+from benchmark.training.group import Member, StackedState, member_generators
+from benchmark.training.minibatches import MinibatchSource
+from benchmark.models.objectives import bound
+from benchmark.training.optim import loss_reduction
+from benchmark.records.results import load_result, write_result
+from benchmark.training.run_record import run_record
+from benchmark.training.schedule import Plan, make_plan
+from benchmark.training.step import EagerStep, StepSpec, matmul_precision
 
 CHECK_EVERY = 100  # steps between host synchronisations (finiteness, progress bar)
 LOG_POINTS_PER_STAGE = 4
@@ -139,7 +139,7 @@ def train_members(
     checkpoint_every_s: float = CHECKPOINT_SECONDS,
     options: ExecutionOptions | None = None,
 ) -> list[dict]:
-    """Train and evaluate several runs of one architecture and k (benchmark.ensemble.group_key)
+    """Train and evaluate several runs of one architecture and k (benchmark.training.ensemble.group_key)
     as one batched computation; return their records in order.
 
     Every member is set up (and any UserError raised: a run directory of another configuration,
@@ -183,7 +183,7 @@ def train_members(
 
 
 def check_group(configs: Sequence[RunConfig]) -> None:
-    """Members of a group share benchmark.ensemble.group_key."""
+    """Members of a group share benchmark.training.ensemble.group_key."""
     keys = {group_key(c) for c in configs}
     if len(keys) != 1:
         raise ValueError(f"these runs cannot share a group: they must share layers, k, "
@@ -268,7 +268,7 @@ def _make_step(state: StackedState, members: list[Member], options: ExecutionOpt
                     objectives=tuple(c.model for c in configs), numerics=options.numerics)
     device = next(state.model.parameters()).device
     if device.type == "cuda" and options.cuda_graphs:
-        from benchmark.cuda_step import CudaGraphStep
+        from benchmark.training.cuda_graph_step import CudaGraphStep
 
         return CudaGraphStep(state, members, spec, bound)
     return EagerStep(state, members, spec, bound,  # `bound` read here: tests replace it

@@ -7,7 +7,7 @@ import io
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from benchmark.fileio import atomic_write_text
+from benchmark.records.fileio import atomic_write_text
 
 CURVES_FILE = "metrics.csv"
 

@@ -21,7 +21,7 @@ class ExecutionOptions:
                    fast: the whole step, optimizer included).
     allow_tf32     let float32 matmuls on Ampere+ GPUs use TF32 (10-bit mantissa): faster, and
                    no longer the float32 arithmetic the results are stated in. Off by default.
-    flush_denormal flush float32 denormals to zero on the CPU (benchmark.denormals).
+    flush_denormal flush float32 denormals to zero on the CPU (benchmark.training.denormals).
     compile_cpu    fast numerics on the CPU: torch.compile the forward pass and the optimizer
                    (needs a C++ compiler; falls back to eager with a warning).
     """

@@ -1,7 +1,7 @@
 """Where the tasks of a sweep execute: a local process pool, Ray, or (tests) this very process.
 
-A task is one run (`RunTask`, benchmark.train.train_run) or a group of runs trained together as
-one batched ensemble (`GroupTask`, benchmark.ensemble.train_group). Every executor runs
+A task is one run (`RunTask`, benchmark.training.loop.train_run) or a group of runs trained together as
+one batched ensemble (`GroupTask`, benchmark.training.ensemble.train_group). Every executor runs
 `execute_task(task)` somewhere and hands its `TaskOutcome` (one record per run) back to the
 driver, which alone writes result records, holds the run locks and retries failures. Each run's
 progress (steps done / planned) travels back through a queue the executor provides.
@@ -26,11 +26,11 @@ from typing import Any, Protocol
 
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
-from benchmark.execution import ExecutionOptions
+from benchmark.training.execution import ExecutionOptions
 
 ProgressItem = tuple[str, int, int]  # (run key, steps done, steps planned)
-Runner = Callable[..., dict[str, Any]]  # the signature of benchmark.train.train_run
-GroupRunner = Callable[..., list[dict[str, Any]]]  # that of benchmark.ensemble.train_group
+Runner = Callable[..., dict[str, Any]]  # the signature of benchmark.training.loop.train_run
+GroupRunner = Callable[..., list[dict[str, Any]]]  # that of benchmark.training.ensemble.train_group
 RAY_MISSING = "the ray executor needs Ray: pip install 'iwae-benchmark[ray]'"
 
 
@@ -91,16 +91,16 @@ Task = RunTask | GroupTask
 
 
 def run_real_trainer(config: RunConfig, run_dir: Path, data_dir: Path, **kwargs: Any) -> dict:
-    """benchmark.train.train_run, imported in the worker so the driver never needs torch."""
-    from benchmark.train import train_run
+    """benchmark.training.loop.train_run, imported in the worker so the driver never needs torch."""
+    from benchmark.training.loop import train_run
 
     return train_run(config, run_dir, data_dir, **kwargs)
 
 
 def run_real_group_trainer(configs: list[RunConfig], run_dirs: list[Path], data_dir: Path,
                            **kwargs: Any) -> list[dict]:
-    """benchmark.ensemble.train_group, imported in the worker (see run_real_trainer)."""
-    from benchmark.ensemble import train_group
+    """benchmark.training.ensemble.train_group, imported in the worker (see run_real_trainer)."""
+    from benchmark.training.ensemble import train_group
 
     return train_group(configs, run_dirs, data_dir, **kwargs)
 

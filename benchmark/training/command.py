@@ -9,18 +9,18 @@ from pathlib import Path
 
 import torch
 
-from benchmark.checkpoint import load_latest_checkpoint
+from benchmark.training.checkpoint import load_latest_checkpoint
 from benchmark.config import RunConfig, run_id
 from benchmark.data.splits import load_dataset
-from benchmark.environment import resolve_device
+from benchmark.records.environment import resolve_device
 from benchmark.errors import UserError
-from benchmark.evaluate import TRAIN_SUBSET_SEED, random_subset, summarise_nll
-from benchmark.evaluation_run import binary_split, evaluation_inputs, save_npy, score
-from benchmark.execution import execution_from_args
-from benchmark.fileio import atomic_write_json
-from benchmark.model import IWAEModel
-from benchmark.results import load_result
-from benchmark.train import train_run
+from benchmark.evaluation.likelihood import TRAIN_SUBSET_SEED, random_subset, summarise_nll
+from benchmark.evaluation.run import binary_split, evaluation_inputs, save_npy, score
+from benchmark.training.execution import execution_from_args
+from benchmark.records.fileio import atomic_write_json
+from benchmark.models.network import IWAEModel
+from benchmark.records.results import load_result
+from benchmark.training.loop import train_run
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

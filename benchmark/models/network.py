@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from benchmark.fused import bernoulli_head_log_likelihood
+from benchmark.models.bernoulli_head import bernoulli_head_log_likelihood
 
 X_DIM = 784
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -258,7 +258,7 @@ class IWAEModel(nn.Module):
                                 fused_likelihood: bool = False) -> Tensor:
         """log_weights with the noise given: eps from draw_noise, (M, k, B, d) per layer.
 
-        fused_likelihood computes log p(x|h1) with the fused Bernoulli head (benchmark.fused):
+        fused_likelihood computes log p(x|h1) with the fused Bernoulli head (benchmark.models.bernoulli_head):
         the same quantity with fewer passes over the (k B, 784) logits, rounded differently.
         """
         M, B, _ = x.shape

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from benchmark.config import BATCH_SIZE
-from benchmark.group import Member, StackedState
-from benchmark.step import BoundFn, StepSpec, forward_backward, iwae_members, member_inputs
+from benchmark.training.group import Member, StackedState
+from benchmark.training.step import BoundFn, StepSpec, forward_backward, iwae_members, member_inputs
 
 WARMUP_STEPS = 3
 
@@ -38,7 +38,7 @@ def cuda_graphs_supported() -> bool:
 
 
 class CudaGraphStep:
-    """Callable like benchmark.step.EagerStep: steps -> per-example bounds (M, B)."""
+    """Callable like benchmark.training.step.EagerStep: steps -> per-example bounds (M, B)."""
 
     def __init__(self, state: StackedState, members: Sequence[Member], spec: StepSpec,
                  objective: BoundFn) -> None:

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from benchmark.config import RunConfig
-from benchmark.curves import CurveRow
+from benchmark.records.curves import CurveRow
 from benchmark.data.binarization import Binarizer, decoder_bias_mean, make_binarizer
 from benchmark.data.splits import Dataset
-from benchmark.evaluation_run import EvaluationInputs
-from benchmark.member_optim import MemberAdam
-from benchmark.model import IWAEModel
-from benchmark.schedule import Plan
+from benchmark.evaluation.run import EvaluationInputs
+from benchmark.training.stacked_adam import MemberAdam
+from benchmark.models.network import IWAEModel
+from benchmark.training.schedule import Plan
 from benchmark.seeding import derive_seed, torch_generator
 
 
@@ -37,7 +37,7 @@ class Member:
     run_dir: Path
     plan: Plan
     dataset: Dataset
-    source: Any  # benchmark.train.MinibatchSource
+    source: Any  # benchmark.training.loop.MinibatchSource
     inputs: EvaluationInputs
     inputs_key: tuple  # members with equal keys are evaluated on the same examples
     curve_x: torch.Tensor  # (n, 784) on the device: the learning-curve subset
@@ -52,7 +52,7 @@ class Member:
     bound_sum: float = 0.0
     bound_count: int = 0
     last_checkpoint: float = 0.0
-    numerics_segments: list[dict[str, Any]] | None = None  # benchmark.execution.numerics_segments
+    numerics_segments: list[dict[str, Any]] | None = None  # benchmark.training.execution.numerics_segments
     record: dict[str, Any] | None = None  # the final record once the member has left
 
     @property

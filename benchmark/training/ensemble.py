@@ -2,9 +2,9 @@
 
 At the paper's minibatch of 20 one model's step cannot keep a GPU (or even two CPU cores) busy;
 M models of the same shape can: every parameter carries a leading member dimension and each
-layer is one batched matmul over all members (benchmark.model).
+layer is one batched matmul over all members (benchmark.models.network).
 
-    from benchmark.ensemble import group_key, train_group
+    from benchmark.training.ensemble import group_key, train_group
     groups = split_into_groups(configs)                 # indices, by group_key
     records = train_group([configs[i] for i in g], [run_dirs[i] for i in g], data_dir)
 
@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmark.config import RunConfig
-from benchmark.execution import ExecutionOptions
+from benchmark.training.execution import ExecutionOptions
 
 GroupProgressCallback = Callable[[int, int, int], None]  # (member index, steps done, planned)
 CHECKPOINT_SECONDS = 300.0
@@ -77,9 +77,9 @@ def train_group(
     complete is returned as recorded, untrained. Every member is set up before anything trains,
     so a UserError (a run directory holding another configuration, a continuation whose parent
     is not complete) is raised before any work is done. options: how the group executes
-    (benchmark.execution: numerics "exact" by default or "fast"; CUDA graphs; TF32).
+    (benchmark.training.execution: numerics "exact" by default or "fast"; CUDA graphs; TF32).
     """
-    from benchmark.train import train_members  # checks the group before any work
+    from benchmark.training.loop import train_members  # checks the group before any work
 
     return train_members(configs, [Path(d) for d in run_dirs], Path(data_dir), run_ids=run_ids,
                          sweep=sweep, show_progress=show_progress, on_progress=on_progress,

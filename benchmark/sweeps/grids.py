@@ -11,7 +11,7 @@ results/table1, whichever grid asks for them: the table2 base runs, and the mnis
 the binarization grid, whose configuration is identical to Table 1's (training them twice would
 double the most expensive part of the comparison for nothing).
 
-Grouping (group_runs): runs that benchmark.ensemble.group_key calls compatible (same layers, k,
+Grouping (group_runs): runs that benchmark.training.ensemble.group_key calls compatible (same layers, k,
 fidelity and device) and that live in the same sweep directory are trained together as one
 batched ensemble, in groups sized so that every worker has something to train.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.config import RunConfig, run_id
-from benchmark.ensemble import split_into_groups
+from benchmark.training.ensemble import split_into_groups
 from benchmark.errors import UserError
 
 GRIDS = ("table1", "table2", "binarization")

@@ -4,14 +4,14 @@ backward pass and optimizer update, as one batched computation.
 Nothing here synchronises with the host: the per-example bounds come back as a device tensor
 that the training loop inspects only every CHECK_EVERY steps.
 
-Numerics (see benchmark.member_optim for the optimizer half):
+Numerics (see benchmark.training.stacked_adam for the optimizer half):
   exact  autograd through the reference log-weights (binary_cross_entropy_with_logits) and the
          single-run optimizer's own operations: a group of one is bit-identical to the
          single-run loop this replaced.
   fast   the same quantities in fewer passes over memory, rounded differently: on the CPU
          the forward pass is compiled (torch.compile fuses its elementwise work, and the
          backward's) and so is the optimizer; on a GPU the fused Bernoulli head
-         (benchmark.fused) and the fused optimizer run inside the step's CUDA graph.
+         (benchmark.models.bernoulli_head) and the fused optimizer run inside the step's CUDA graph.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from benchmark.group import Member, StackedState
-from benchmark.model import IWAEModel
-from benchmark.objectives import training_loss
+from benchmark.training.group import Member, StackedState
+from benchmark.models.network import IWAEModel
+from benchmark.models.objectives import training_loss
 
 COMPILED_VARIANTS = 64  # compiled graphs kept per function (dynamo's default is 8)
-BoundFn = Callable[[str, Tensor], Tensor]  # benchmark.objectives.bound
+BoundFn = Callable[[str, Tensor], Tensor]  # benchmark.models.objectives.bound
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Adam over M stacked members: one optimizer for a whole group, each member with its own state.
 
-Every parameter tensor has a leading member dimension (benchmark.model). Members of a group may
+Every parameter tensor has a leading member dimension (benchmark.models.network). Members of a group may
 have different learning rates (their stage schedules differ when their data conditions do) and
 different step counts (they may resume from different checkpoints), so the step size is per
 member. Two ways to apply a step:
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.optim.adam import adam as torch_adam_functional
 
-from benchmark.optim import (
+from benchmark.training.optim import (
     CODE_BETAS,
     EPSILON,
     PAPER_BETAS,

@@ -28,7 +28,7 @@ Schema (DESIGN.md "The result record"); optional keys are absent or null when no
 `epochs_total` is always the full protocol's 3,280 epochs (2,187 for a Section 5.2
 continuation), so a cut run can never be mistaken for a reproduction; `epochs_planned` is where
 this run was asked to stop. NLL values are positive nats (lower is better).
-`execution` says how the run was computed (benchmark.execution), which its id does not: "mixed"
+`execution` says how the run was computed (benchmark.training.execution), which its id does not: "mixed"
 numerics when a run was resumed with other numerics than it started with, the segments saying
 which steps ran how ("unrecorded" for steps checkpointed before segments were recorded).
 """
@@ -42,7 +42,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.fileio import atomic_write_json, read_json
+from benchmark.records.fileio import atomic_write_json, read_json
 
 RESULT_FILE = "result.json"
 STATUSES = ("complete", "running", "failed", "unavailable")

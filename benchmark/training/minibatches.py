@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from benchmark.config import BATCH_SIZE, RunConfig
-from benchmark.schedule import Plan
+from benchmark.training.schedule import Plan
 from benchmark.seeding import epoch_permutation
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from benchmark.errors import UserError
-from benchmark.fileio import atomic_write_bytes, atomic_write_json, file_digest, read_json
+from benchmark.records.fileio import atomic_write_bytes, atomic_write_json, file_digest, read_json
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step-(\d+)\.pt$")

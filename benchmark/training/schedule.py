@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from benchmark.config import BATCH_SIZE, SMOKE_STEPS, RunConfig
-from benchmark.results import CONTINUATION_EPOCHS
+from benchmark.records.results import CONTINUATION_EPOCHS
 
 N_STAGES = 8
 QUICK_STAGES = 4
