@@ -154,24 +154,24 @@ def dispatch(args: argparse.Namespace) -> int:
     if getattr(args, "data_dir", "unset") is None:
         args.data_dir = default_data_dir()
     if args.command == "fetch":
-        from benchmark.data.fetch import fetch_command
+        from benchmark.data import fetch_command
 
         mirrors = args.mirror if args.mirror is not None else default_mirrors()
         return fetch_command(args.names, args.data_dir, mirrors, args.from_dir)
     if args.command == "info":
-        from benchmark.data.info import info_command
+        from benchmark.data import info_command
 
         return info_command(args.data_dir, as_json=args.json)
     if args.command == "train":
-        from benchmark.training.command import train_command
+        from benchmark.training import train_command
 
         return train_command(args)
     if args.command == "evaluate":
-        from benchmark.training.command import evaluate_command
+        from benchmark.evaluation import evaluate_command
 
         return evaluate_command(args)
     if args.command == "sweep":
-        from benchmark.sweeps.driver import sweep_command
+        from benchmark.sweeps import sweep_command
 
         return sweep_command(args)
     if args.command == "report":

@@ -8,6 +8,8 @@ from typing import Any
 from benchmark.errors import UserError
 
 BATCH_SIZE = 20
+PROTOCOL_EPOCHS = 3280  # sum of 3^i for the 8 stages i = 0..7
+CONTINUATION_EPOCHS = 3**7  # the Section 5.2 continuation with the other objective
 MODELS = ("vae", "iwae")
 FIDELITIES = ("code", "paper")
 SCHEDULES = ("full", "quick", "smoke")

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from synthetic import FileServer, write_source_tree, write_synthetic_raw
 
-from benchmark.data.fetch import FetchSettings
 from benchmark.data.sources import DEFAULT_CATALOGUE, load_catalogue, verify_file
+from benchmark.data.transfer import FetchSettings
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

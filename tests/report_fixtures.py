@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.records.results import CONTINUATION_EPOCHS, PROTOCOL_EPOCHS, write_result
+from benchmark.config import CONTINUATION_EPOCHS, PROTOCOL_EPOCHS
+from benchmark.records.results import write_result
 
 STAGE_STARTS = (0, 1, 4, 13, 40, 121, 364, 1093)
 CURVE_EPOCHS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 13, 20, 40, 80, 121, 200, 364, 600, 1093,

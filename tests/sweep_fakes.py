@@ -1,4 +1,4 @@
-"""Stand-ins for benchmark.training.loop.train_run and benchmark.training.ensemble.train_group, for the sweep tests.
+"""Stand-ins for benchmark.training.loop.train_run and train_group, for the sweep tests.
 
 They keep the trainers' contract (write result.json themselves, status "running" then "complete",
 report progress, return the records) and take their instructions from files in each run

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from synthetic import Fault, FileServer, synthetic_catalogue
 
-from benchmark.data import fetch as fetch_module
-from benchmark.data.fetch import FetchSettings, fetch_command, fetch_dataset, source_urls
+from benchmark.data import transfer as transfer_module
+from benchmark.data.fetch import fetch_command, fetch_dataset, source_urls
 from benchmark.data.sources import (
     DEFAULT_CATALOGUE,
     Catalogue,
@@ -29,6 +29,7 @@ from benchmark.data.sources import (
     verify_file,
     write_catalogue,
 )
+from benchmark.data.transfer import FetchSettings
 from benchmark.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -307,7 +308,7 @@ def test_second_fetch_makes_no_request_and_hashes_nothing(synthetic_tree: Path,
         raise AssertionError("re-hashed a verified file")
 
     monkeypatch.setattr("benchmark.data.sources.compute_digests", no_hashing)
-    monkeypatch.setattr(fetch_module, "compute_digests", no_hashing)
+    monkeypatch.setattr(transfer_module, "compute_digests", no_hashing)
     assert fetch_command(["all"], tmp_path, [server.url], None, catalogue=catalogue,
                          settings=fast_fetch) == 0
     assert len(server.requests) == served

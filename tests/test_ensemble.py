@@ -7,14 +7,14 @@ import pytest
 import torch
 
 import benchmark.training.loop as train_module
-from benchmark.training.checkpoint import load_latest_checkpoint
 from benchmark.config import RunConfig
-from benchmark.training.ensemble import group_key, split_into_groups, train_group
 from benchmark.errors import UserError
-from benchmark.training.execution import ExecutionOptions
 from benchmark.models.network import IWAEModel
+from benchmark.records.checkpoint import load_latest_checkpoint
+from benchmark.training.ensemble import group_key, split_into_groups
+from benchmark.training.execution import ExecutionOptions
+from benchmark.training.loop import train_group, train_run
 from benchmark.training.optim import make_optimizer
-from benchmark.training.loop import train_run
 
 
 def small(**kw) -> RunConfig:

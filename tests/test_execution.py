@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from sweep_fakes import fake_train_group
 
-from benchmark.training.checkpoint import checkpoint_steps
 from benchmark.cli import build_parser
 from benchmark.config import RunConfig
-from benchmark.training.execution import ExecutionOptions, execution_from_args, numerics_segments
-from benchmark.sweeps.executors import InlineExecutor
+from benchmark.records.checkpoint import checkpoint_steps
 from benchmark.sweeps.driver import run_sweep
+from benchmark.sweeps.executors import InlineExecutor
 from benchmark.sweeps.grids import SweepOptions, expand_grid
+from benchmark.training.execution import ExecutionOptions, execution_from_args, numerics_segments
 from benchmark.training.loop import train_run
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from benchmark.config import RunConfig
-from benchmark.training.denormals import flush_denormals
+from benchmark.evaluation.inputs import evaluation_inputs
 from benchmark.evaluation.likelihood import log_likelihood_estimates
-from benchmark.evaluation.run import evaluate_members, evaluation_inputs
-from benchmark.training.execution import ExecutionOptions
-from benchmark.training.stacked_adam import MemberAdam
+from benchmark.evaluation.run import evaluate_members
 from benchmark.models.network import IWAEModel, standard_normal
-from benchmark.training.optim import make_optimizer
+from benchmark.training.denormals import flush_denormals
+from benchmark.training.execution import ExecutionOptions
 from benchmark.training.loop import standalone_group_step
+from benchmark.training.optim import make_optimizer
+from benchmark.training.stacked_adam import MemberAdam
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -207,7 +208,7 @@ def test_cuda_graph_step_replays_the_eager_step(synthetic_data_dir, numerics):
 
 @needs_cuda
 def test_a_group_trains_on_the_gpu(synthetic_data_dir, tmp_path):
-    from benchmark.training.ensemble import train_group
+    from benchmark.training.loop import train_group
 
     configs = [RunConfig(data="mnist-dynamic", model=m, k=3, layers=1, seed=s, epochs=2,
                          eval_k=10, eval_n=20, device="cuda")

@@ -16,7 +16,7 @@ from report_fixtures import DYN, FAILED_STEP, MISSING_OMNIGLOT, SPECS, Spec, bui
 
 from benchmark.cli import main
 from benchmark.errors import UserError
-from benchmark.report import build_report
+from benchmark.report.build import build_report
 from benchmark.report.figures import image_grid, read_curve, samples_png
 from benchmark.report.published import (
     PUBLISHED_JSON,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from report_fixtures import build_results_tree
 
-from benchmark.report import build_report
+from benchmark.report.build import build_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT_COPY = Path("/tmp/report_screenshot.png")

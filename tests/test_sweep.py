@@ -23,25 +23,17 @@ from sweep_fakes import (
 )
 
 from benchmark.config import RunConfig
-from benchmark.training.ensemble import group_key
 from benchmark.errors import UserError
+from benchmark.records.results import load_result
+from benchmark.sweeps.availability import record_unselected_unavailable
+from benchmark.sweeps.driver import SweepReport, run_sweep
 from benchmark.sweeps.executors import (
-    GroupMember,
-    GroupTask,
     InlineExecutor,
     LocalExecutor,
-    RunTask,
     check_gpus_per_run,
     drain_queue,
-    execute_group,
-    execute_run,
     plan_local_workers,
-    run_real_group_trainer,
-    run_real_trainer,
 )
-from benchmark.sweeps.locks import LOCK_FILE, LockInfo, RunDirLock, read_lock
-from benchmark.records.results import load_result
-from benchmark.sweeps.driver import SweepReport, record_unselected_unavailable, run_sweep
 from benchmark.sweeps.grids import (
     PlannedRun,
     SweepOptions,
@@ -50,7 +42,18 @@ from benchmark.sweeps.grids import (
     group_runs,
     run_id_for,
 )
+from benchmark.sweeps.locks import LOCK_FILE, LockInfo, RunDirLock, read_lock
 from benchmark.sweeps.progress import StepEta, finished_line, format_duration
+from benchmark.sweeps.tasks import (
+    GroupMember,
+    GroupTask,
+    RunTask,
+    execute_group,
+    execute_run,
+    run_real_group_trainer,
+    run_real_trainer,
+)
+from benchmark.training.ensemble import group_key
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = SweepOptions(schedule="smoke", steps=4)

@@ -20,14 +20,11 @@ from sweep_fakes import (  # noqa: E402
 )
 from synthetic import write_synthetic_raw  # noqa: E402
 
-from benchmark.sweeps.executors import (  # noqa: E402
-    RayExecutor,
-    run_real_group_trainer,
-    run_real_trainer,
-)
 from benchmark.records.results import load_result  # noqa: E402
 from benchmark.sweeps.driver import run_sweep  # noqa: E402
+from benchmark.sweeps.executors import RayExecutor  # noqa: E402
 from benchmark.sweeps.grids import SweepOptions, expand_grid  # noqa: E402
+from benchmark.sweeps.tasks import run_real_group_trainer, run_real_trainer  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 

@@ -13,11 +13,12 @@ import pytest
 import torch
 
 import benchmark.training.loop as train_module
-from benchmark.training.checkpoint import checkpoint_steps, load_latest_checkpoint
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
+from benchmark.records.checkpoint import checkpoint_steps, load_latest_checkpoint
+from benchmark.training.loop import train_run
+from benchmark.training.minibatches import MinibatchSource
 from benchmark.training.schedule import make_plan
-from benchmark.training.loop import MinibatchSource, train_run
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,8 @@ import torch
 
 from benchmark.config import RunConfig
 from benchmark.data.splits import load_dataset
-from benchmark.evaluation.run import evaluation_inputs, score
+from benchmark.evaluation.inputs import evaluation_inputs
+from benchmark.evaluation.run import score
 from benchmark.training.group import initial_member_model
 from benchmark.training.loop import train_run
 

@@ -1,7 +1,26 @@
-"""The dataset layer: sources (URLs, mirrors, checksums), fetch, loaders, splits, binarization.
+"""The data stage: sources (URLs, mirrors, checksums), fetch, loaders, splits, binarization.
 
-Other modules use:
-    from benchmark.data.splits import DATA_CONDITIONS, Dataset, DataUnavailable, load_dataset
-    from benchmark.data.binarization import make_binarizer, binarize_once, decoder_bias_mean
 Fetching is its own step (`python -m benchmark fetch`); nothing here downloads implicitly.
+It hands the next stages a Dataset (train/valid/test arrays, split as the authors' code split
+them, with the sha256 of the files they came from) and the binarizers that turn its gray values
+into the binary images every model sees: fixed data as is, dynamic data drawn afresh for every
+minibatch, test sets once with TEST_BINARIZATION_SEED.
 """
+
+from benchmark.exports import lazy_exports
+
+EXPORTS = {  # public name: the module of this package that defines it
+    "DATA_CONDITIONS": "splits",
+    "Dataset": "splits",
+    "DataUnavailable": "splits",
+    "load_dataset": "splits",
+    "Binarizer": "binarization",
+    "TEST_BINARIZATION_SEED": "binarization",
+    "binarize_once": "binarization",
+    "decoder_bias_mean": "binarization",
+    "make_binarizer": "binarization",
+    "fetch_command": "fetch",
+    "info_command": "info",
+}
+__all__ = sorted(EXPORTS)
+__getattr__ = lazy_exports(__name__, EXPORTS)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import UserError
-from benchmark.records.fileio import atomic_write
+from benchmark.records import atomic_write
 
 IMAGE_SIDE = 28
 PIXELS = IMAGE_SIDE * IMAGE_SIDE

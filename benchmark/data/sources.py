@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from benchmark.errors import UserError
-from benchmark.records.fileio import atomic_write_json
+from benchmark.records import atomic_write_json
 
 DATASET_NAMES = ("mnist", "binarized-mnist", "omniglot")
 CATALOGUE_FILENAME = "catalogue.json"

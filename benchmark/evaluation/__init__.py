@@ -1,0 +1,37 @@
+"""The evaluation stage: the L_k estimator (k = 5000, per example), active units, pruning, and
+applying them to a trained run.
+
+likelihood.py estimates log p(x) per example; active_units.py counts and prunes inactive latent
+units; inputs.py fixes which examples every run is scored on, binarized the same way for all;
+run.py evaluates a trained model (or a group of them) into the metrics and artifacts of its
+result record; command.py is `python -m benchmark evaluate`. It hands training the metrics it
+records when a run completes, and the report the per-example values saved beside them.
+"""
+
+from benchmark.exports import lazy_exports
+
+EXPORTS = {  # public name: the module of this package that defines it
+    "log_likelihood_estimates": "likelihood",
+    "summarise_nll": "likelihood",
+    "NLLEstimate": "likelihood",
+    "ACTIVE_UNIT_THRESHOLD": "active_units",
+    "active_unit_masks": "active_units",
+    "count_active_units": "active_units",
+    "unit_variances": "active_units",
+    "EVAL_NOISE_SEED": "inputs",
+    "EVAL_SUBSET_SEED": "inputs",
+    "TRAIN_SUBSET_SEED": "inputs",
+    "EvaluationInputs": "inputs",
+    "binary_split": "inputs",
+    "evaluation_inputs": "inputs",
+    "evaluation_key": "inputs",
+    "random_subset": "inputs",
+    "evaluate_members": "run",
+    "fresh_generators": "run",
+    "save_npy": "run",
+    "score": "run",
+    "evaluate_command": "command",
+    "load_trained_model": "command",
+}
+__all__ = sorted(EXPORTS)
+__getattr__ = lazy_exports(__name__, EXPORTS)

@@ -17,29 +17,14 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from benchmark.models.network import Generators, IWAEModel
+from benchmark.models import Generators, IWAEModel
 
-ACTIVE_UNIT_THRESHOLD = 1e-2  # the paper's 10^-2 on the variance of the q-mean
-ACTIVE_UNIT_EXAMPLES = 500  # the first 500 training examples, as the authors' code
-EVAL_SUBSET_SEED = 20151  # chooses the random --eval-n test subset: the same for every run
-TRAIN_SUBSET_SEED = 20152  # chooses the training subset scored when a run is not `full`
-EVAL_NOISE_SEED = 5000  # the importance samples of every evaluation
 DEFAULT_ROWS_PER_CHUNK = 16384  # samples x examples per noise draw (and exact forward pass)
 CPU_ROWS_PER_PASS = 8192  # fast evaluation on the CPU: about 25 MB of logits per pass
 MAX_GPU_ROWS_PER_PASS = 4_000_000
 BYTES_PER_ROW = 16 * 1024  # float32 activations of one (sample, example) row, with headroom
 COMPILE_EVALUATION_ROWS = 20_000_000  # about a minute of CPU work: then compiling pays
 COMPILED_VARIANTS = 64  # compiled graphs kept (shapes, masks); dynamo's default limit is 8
-
-
-def random_subset(n_total: int, n: int | None, seed: int) -> np.ndarray:
-    """Sorted indices of a seeded random subset (all indices when n is None or >= n_total).
-
-    Never a prefix: the Larochelle-Murray test file is sorted by digit class."""
-    if n is None or n >= n_total:
-        return np.arange(n_total)
-    rng = np.random.Generator(np.random.PCG64(seed))
-    return np.sort(rng.choice(n_total, size=n, replace=False))
 
 
 @torch.no_grad()
@@ -189,24 +174,3 @@ def summarise_nll(log_likelihoods: np.ndarray) -> NLLEstimate:
     return NLLEstimate(float(values.mean()), se, n)
 
 
-@torch.no_grad()
-def unit_variances(model: IWAEModel, x: Tensor, generator: Generators = None
-                   ) -> list[np.ndarray]:
-    """Per stochastic layer (bottom first), the population variance over the examples of the
-    posterior mean of each unit: A_u = Cov_x(E_q[u]). Layer 2 at one sampled h1. x: (M, N, 784);
-    each result (M, d)."""
-    means = model.posterior_means(x, generator)
-    return [m.double().var(dim=1, unbiased=False).cpu().numpy() for m in means]
-
-
-def count_active_units(variances: list[np.ndarray], threshold: float = ACTIVE_UNIT_THRESHOLD
-                       ) -> list[np.ndarray]:
-    """Active if the variance is at least the threshold (the authors counted var < 0.01 as
-    inactive). Each (M,) int."""
-    return [(v >= threshold).sum(axis=-1) for v in variances]
-
-
-def active_unit_masks(variances: list[np.ndarray], threshold: float = ACTIVE_UNIT_THRESHOLD
-                      ) -> list[Tensor]:
-    """Boolean keep-masks, (M, d) per layer, that prune every member's inactive units."""
-    return [torch.from_numpy(v >= threshold) for v in variances]

@@ -11,67 +11,21 @@ Dynamic data is binarized once with TEST_BINARIZATION_SEED for all three.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmark.config import RunConfig
-from benchmark.data.binarization import TEST_BINARIZATION_SEED, binarize_once
-from benchmark.data.splits import Dataset
-from benchmark.evaluation.likelihood import (
-    ACTIVE_UNIT_EXAMPLES,
-    EVAL_NOISE_SEED,
-    EVAL_SUBSET_SEED,
-    TRAIN_SUBSET_SEED,
-    active_unit_masks,
-    count_active_units,
-    log_likelihood_estimates,
-    random_subset,
-    summarise_nll,
-    unit_variances,
-)
-from benchmark.records.fileio import atomic_write
-from benchmark.models.network import IWAEModel
+from benchmark.evaluation.active_units import active_unit_masks, count_active_units, unit_variances
+from benchmark.evaluation.inputs import EVAL_NOISE_SEED, EvaluationInputs, evaluation_key
+from benchmark.evaluation.likelihood import log_likelihood_estimates, summarise_nll
+from benchmark.models import IWAEModel
+from benchmark.records import atomic_write
 from benchmark.seeding import torch_generator
 
-TRAIN_SUBSET_N = 1000
 N_SAMPLES = 64
 N_RECONSTRUCTIONS = 32
-
-
-@dataclass(frozen=True)
-class EvaluationInputs:
-    test: torch.Tensor  # (N_test, 784) binary, CPU: the whole test set
-    test_index: np.ndarray  # which test examples are scored
-    train: torch.Tensor  # (n, 784) binary: the scored training examples
-    train_index: np.ndarray
-    active_units: torch.Tensor  # (500, 784) binary: the first 500 training examples
-
-
-def binary_split(x: np.ndarray, dynamic: bool) -> torch.Tensor:
-    values = binarize_once(x, TEST_BINARIZATION_SEED) if dynamic else x
-    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
-
-
-def evaluation_inputs(dataset: Dataset, config: RunConfig, split_n: int | None = None,
-                      ) -> EvaluationInputs:
-    n_train = dataset.train.shape[0]
-    if config.schedule == "full" and not config.is_cut:
-        train_index = np.arange(n_train)
-    else:
-        n = config.effective_eval_n if config.schedule == "smoke" else TRAIN_SUBSET_N
-        train_index = random_subset(n_train, n, TRAIN_SUBSET_SEED)
-    test = binary_split(dataset.test, dataset.dynamic)
-    n_test = split_n if split_n is not None else config.effective_eval_n
-    return EvaluationInputs(
-        test=test,
-        test_index=random_subset(test.shape[0], n_test, EVAL_SUBSET_SEED),
-        train=binary_split(dataset.train[train_index], dataset.dynamic),
-        train_index=train_index,
-        active_units=binary_split(dataset.train[:ACTIVE_UNIT_EXAMPLES], dataset.dynamic),
-    )
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -84,12 +38,6 @@ def score(model: IWAEModel, x: torch.Tensor, k: int, device: torch.device,
     noise = torch_generator(EVAL_NOISE_SEED, device)
     return log_likelihood_estimates(model, x[None].to(device), k, noise, unit_masks=masks,
                                     show_progress=show_progress)[0]
-
-
-def evaluation_key(config: RunConfig) -> tuple:
-    """Runs with equal keys are scored on the same examples with the same k: one batched pass."""
-    return (config.data, config.schedule, config.is_cut, config.effective_eval_n,
-            config.effective_eval_k)
 
 
 def fresh_generators(members: int, device: torch.device) -> list[torch.Generator]:

@@ -1,0 +1,24 @@
+"""The models stage: the paper's networks and the objectives trained on them.
+
+Networks (network.py) carry a leading member dimension, so M independent models of one
+architecture run as one batched computation; their log-weights log p(x, h) - log q(h|x) are
+what every objective and estimator reads. bernoulli_head.py is the fused decoder output used by
+the fast numerics; objectives.py holds the VAE-k and IWAE-k bounds and the training loss. It
+hands training and evaluation an IWAEModel and the bounds to train it with.
+"""
+
+from benchmark.exports import lazy_exports
+
+EXPORTS = {  # public name: the module of this package that defines it
+    "ARCHITECTURES": "network",
+    "Architecture": "network",
+    "BlockSpec": "network",
+    "Generators": "network",
+    "IWAEModel": "network",
+    "standard_normal": "network",
+    "OBJECTIVES": "objectives",
+    "bound": "objectives",
+    "training_loss": "objectives",
+}
+__all__ = sorted(EXPORTS)
+__getattr__ = lazy_exports(__name__, EXPORTS)

@@ -258,8 +258,9 @@ class IWAEModel(nn.Module):
                                 fused_likelihood: bool = False) -> Tensor:
         """log_weights with the noise given: eps from draw_noise, (M, k, B, d) per layer.
 
-        fused_likelihood computes log p(x|h1) with the fused Bernoulli head (benchmark.models.bernoulli_head):
-        the same quantity with fewer passes over the (k B, 784) logits, rounded differently.
+        fused_likelihood computes log p(x|h1) with the fused Bernoulli head
+        (benchmark.models.bernoulli_head): the same quantity with fewer passes over the (k B, 784)
+        logits, rounded differently.
         """
         M, B, _ = x.shape
         k = eps[0].shape[1]

@@ -25,12 +25,12 @@ Schema (DESIGN.md "The result record"); optional keys are absent or null when no
      "timing": {"train_s", "eval_s"},
      "command": str}
 
-`epochs_total` is always the full protocol's 3,280 epochs (2,187 for a Section 5.2
-continuation), so a cut run can never be mistaken for a reproduction; `epochs_planned` is where
-this run was asked to stop. NLL values are positive nats (lower is better).
-`execution` says how the run was computed (benchmark.training.execution), which its id does not: "mixed"
-numerics when a run was resumed with other numerics than it started with, the segments saying
-which steps ran how ("unrecorded" for steps checkpointed before segments were recorded).
+`epochs_total` is always the full protocol's 3,280 epochs (2,187 for a Section 5.2 continuation), so
+a cut run can never be mistaken for a reproduction; `epochs_planned` is where this run was asked to
+stop. NLL values are positive nats (lower is better). `execution` says how the run was computed
+(benchmark.training.execution), which its id does not: "mixed" numerics when a run was resumed with
+other numerics than it started with, the segments saying which steps ran how ("unrecorded" for steps
+checkpointed before segments were recorded).
 """
 
 from __future__ import annotations
@@ -46,8 +46,6 @@ from benchmark.records.fileio import atomic_write_json, read_json
 
 RESULT_FILE = "result.json"
 STATUSES = ("complete", "running", "failed", "unavailable")
-PROTOCOL_EPOCHS = 3280
-CONTINUATION_EPOCHS = 3**7
 
 
 def write_result(run_dir: Path, record: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmark.errors import UserError
-from benchmark.records.fileio import atomic_write_text
+from benchmark.records import atomic_write_text
 from benchmark.report import figures
 from benchmark.report.html import Banner, FigureBlock, GalleryCard, Page, Section, render_page
 from benchmark.report.provenance import (
@@ -24,14 +24,9 @@ from benchmark.report.provenance import (
 )
 from benchmark.report.published import KS, LAYERS, MODELS, Published, load_published
 from benchmark.report.runs import Run, data_label, load_runs, select_grid, unreadable_records
+from benchmark.report.table_set import FidelityTables, build_fidelity_tables
 from benchmark.report.tableio import Cell, ReportTable, write_table
-from benchmark.report.tables import (
-    ALL_DATA,
-    FidelityTables,
-    build_fidelity_tables,
-    fidelities,
-    runs_table,
-)
+from benchmark.report.tables import ALL_DATA, fidelities, runs_table
 
 FIDELITY_NOTES = {
     "code": "fidelity code: as the authors' released code ran (Adam beta1=0.99, second moment "

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import benchmark
-from benchmark.records.environment import git_commit
+from benchmark.records import git_commit
 from benchmark.report.runs import Run
 from benchmark.report.tableio import Cell, ReportTable
 

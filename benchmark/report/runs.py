@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.records.fileio import read_json
-from benchmark.records.results import CONTINUATION_EPOCHS, PROTOCOL_EPOCHS, RESULT_FILE, iter_results
+from benchmark.config import CONTINUATION_EPOCHS, PROTOCOL_EPOCHS
+from benchmark.records import RESULT_FILE, iter_results, read_json
 
 PAPER_EVAL_K = 5000
 CUT_KEYS = ("stages", "epochs", "steps")

@@ -14,12 +14,7 @@ from dataclasses import dataclass
 
 from benchmark.report.published import Noise
 from benchmark.report.runs import Run, format_count
-from benchmark.report.verdict import (
-    Verdict,
-    active_units_verdict,
-    nll_tolerance,
-    nll_verdict,
-)
+from benchmark.report.verdict import Verdict, active_units_verdict, nll_tolerance, nll_verdict
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.records.fileio import atomic_write_text
+from benchmark.records import atomic_write_text
 
 # Cell attribute -> CSV column suffix. The order is the order of the CSV columns.
 CELL_FIELDS = (

@@ -14,15 +14,15 @@ The exit status is 0 when every run ends complete or unavailable, 1 otherwise (o
 
 Grouping (the default): the runs that are ready to train (not complete, data available, base run
 complete) are partitioned into groups of compatible runs (benchmark.sweeps.grids.group_runs: same
-layers, k, fidelity and device, sized so that every worker gets a group), and each group is one
-task that trains its runs as one batched ensemble (benchmark.training.ensemble.train_group). Everything
-above still holds per run: each member's lock is taken before its group is handed out, each
-member gets its own record and finished line, and a member that fails (or every member of a
-group that crashed) is retried alone. Runs that become ready later (table2's continuations, once
-their base is complete) form later groups. `--no-group`: every run is its own task (train_run).
+layers, k, fidelity and device, sized so that every worker gets a group), and each group is one task
+that trains its runs as one batched ensemble (benchmark.training.loop.train_group). Everything above
+still holds per run: each member's lock is taken before its group is handed out, each member gets
+its own record and finished line, and a member that fails (or every member of a group that crashed)
+is retried alone. Runs that become ready later (table2's continuations, once their base is complete)
+form later groups. `--no-group`: every run is its own task (train_run).
 
-Executors (benchmark.sweeps.executors): `local` is a spawn process pool on this machine; `ray` makes
-each task a Ray task (`--address` joins a cluster, `--gpus-per-run`, per task and so per group
+Executors (benchmark.sweeps.executors): `local` is a spawn process pool on this machine; `ray`
+makes each task a Ray task (`--address` joins a cluster, `--gpus-per-run`, per task and so per group
 when grouping, may be fractional to pack tasks onto one GPU). The driver holds the run locks and
 writes the final result records; with Ray, <results> and the data folder must nevertheless be on
 storage every node sees under the same path, because the tasks write checkpoints and read the
@@ -31,65 +31,44 @@ data where they run.
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmark.records.environment import resolve_device
-from benchmark.errors import UserError
-from benchmark.training.execution import ExecutionOptions, execution_from_args
-from benchmark.sweeps.executors import (
-    Executor,
+from benchmark.records import load_result, write_result
+from benchmark.sweeps.availability import DataCheck, check_data_available, split_unavailable
+from benchmark.sweeps.executors import Executor, describe_executor
+from benchmark.sweeps.grids import PlannedRun, group_runs
+from benchmark.sweeps.locks import RunDirLock
+from benchmark.sweeps.progress import SweepDisplay, finished_line
+from benchmark.sweeps.run_state import (
+    check_recorded_configs,
+    is_complete,
+    merged_record,
+    steps_done_before,
+)
+from benchmark.sweeps.tasks import (
     GroupMember,
     GroupRunner,
     GroupTask,
     Runner,
     RunTask,
     TaskOutcome,
-    check_gpus_per_run,
-    describe_executor,
-    import_ray,
-    make_executor,
     run_real_group_trainer,
     run_real_trainer,
 )
-from benchmark.sweeps.locks import RunDirLock
-from benchmark.records.results import load_result, write_result
-from benchmark.sweeps.grids import (
-    GRIDS,
-    PlannedRun,
-    SweepOptions,
-    config_differences,
-    expand_grid,
-    group_runs,
-)
-from benchmark.sweeps.progress import SweepDisplay, finished_line
+from benchmark.training import ExecutionOptions
 
 MAX_ATTEMPTS = 2  # a failed run is retried once (alone, when it failed in a group)
 WAIT_S = 0.5  # how often the driver wakes up to refresh progress bars
 ERROR_LOG = "sweep_error.log"
 
-DataCheck = Callable[[str, Path], str | None]
 ExecutorFactory = Callable[[int], Executor]
-
-
-def check_data_available(name: str, data_dir: Path) -> str | None:
-    """None when the data condition loads; otherwise why not (and how to fetch it)."""
-    from benchmark.data.splits import load_dataset
-
-    try:
-        load_dataset(name, data_dir)
-    except UserError as err:  # DataUnavailable, or a corrupt file: either way, not usable
-        return str(err)
-    return None
 
 
 @dataclass
@@ -132,93 +111,6 @@ class Attempt:
     @property
     def key(self) -> str:  # the run's key in progress reports and on the display
         return str(self.run.run_dir)
-
-
-def options_from_args(args: argparse.Namespace) -> SweepOptions:
-    return SweepOptions(
-        schedule=args.schedule, fidelity=args.fidelity,
-        data=tuple(args.data) if args.data else None, seeds=args.seeds, device=args.device,
-        stages=args.stages, epochs=args.epochs, steps=args.steps, eval_k=args.eval_k,
-        eval_n=args.eval_n,
-    )
-
-
-def check_recorded_configs(plan: Iterable[PlannedRun]) -> None:
-    """Stop before training when a run directory holds a record of a different configuration."""
-    mismatches = []
-    for run in plan:
-        record = load_result(run.run_dir)
-        if record is None or not isinstance(record.get("config"), dict):
-            continue
-        diffs = config_differences(record["config"], run.config)
-        if diffs:
-            mismatches.append(f"{run.run_dir} ({'; '.join(diffs)})")
-    if mismatches:
-        more = f" and {len(mismatches) - 1} more" if len(mismatches) > 1 else ""
-        raise UserError(f"a run directory holds a record of a different configuration: "
-                        f"{mismatches[0]}{more}; move it away or choose another --results")
-
-
-def is_complete(run: PlannedRun) -> bool:
-    record = load_result(run.run_dir)
-    return record is not None and record.get("status") == "complete"
-
-
-def steps_done_before(run: PlannedRun) -> int:
-    record = load_result(run.run_dir) or {}
-    steps = (record.get("progress") or {}).get("steps")
-    return int(steps) if isinstance(steps, int | float) else 0
-
-
-def merged_record(run: PlannedRun, status: str, reason: str) -> dict[str, Any]:
-    """The run's existing record (progress kept) with a new status and reason."""
-    record = dict(load_result(run.run_dir) or {})
-    record.update(run_id=run.run_id, sweep=run.sweep, status=status, reason=reason)
-    record.setdefault("config", run.config.to_dict())
-    return record
-
-
-def record_unavailable(runs: list[PlannedRun], reason: str) -> None:
-    for run in runs:
-        with RunDirLock(run.run_dir) as lock:
-            if lock.acquire():  # a live sweep training it elsewhere keeps its record
-                write_result(run.run_dir, merged_record(run, "unavailable", reason))
-
-
-def split_unavailable(runs: list[PlannedRun], data_dir: Path, check_data: DataCheck,
-                      report: SweepReport, say: Callable[[str], None]) -> list[PlannedRun]:
-    """Check each data condition once; record its runs as unavailable when it cannot load."""
-    usable = []
-    for name in dict.fromkeys(run.config.data for run in runs):
-        of_data = [run for run in runs if run.config.data == name]
-        reason = check_data(name, data_dir)
-        if reason is None:
-            usable.extend(of_data)
-            continue
-        say(f"skipping {name}: {len(of_data)} run(s) recorded as unavailable: {reason}")
-        record_unavailable(of_data, reason)
-        report.unavailable.extend(run.label for run in of_data)
-    return [run for run in runs if run in usable]
-
-
-def record_unselected_unavailable(grid: str, options: SweepOptions, plan: list[PlannedRun],
-                                  results: Path, data_dir: Path,
-                                  check_data: DataCheck = check_data_available) -> None:
-    """With --data, the grid's other data conditions are not trained; those whose files are
-    missing are still recorded as unavailable, so a report of the grid says why they are absent
-    rather than just "not run". Conditions whose data is present are left alone."""
-    if options.data is None:
-        return
-    planned = {run.run_dir for run in plan}
-    others = [run for run in expand_grid(grid, replace(options, data=None), results)
-              if run.run_dir not in planned and not is_complete(run)]
-    for name in dict.fromkeys(run.config.data for run in others):
-        reason = check_data(name, data_dir)
-        if reason is not None:
-            of_data = [run for run in others if run.config.data == name]
-            print(f"not selected, and unavailable: {name} ({len(of_data)} run(s) recorded as "
-                  f"unavailable): {reason}", file=sys.stderr, flush=True)
-            record_unavailable(of_data, reason)
 
 
 @dataclass(frozen=True)
@@ -481,8 +373,9 @@ def run_sweep(grid: str, plan: list[PlannedRun], *, data_dir: Path,
     done = [run for run in plan if is_complete(run)]
     report.complete.extend(run.label for run in done)
     state: dict[Path, str] = {run.run_dir: "complete" for run in done}
-    todo = split_unavailable([run for run in plan if run not in done], Path(data_dir),
-                             check_data, report, say)
+    todo, unavailable = split_unavailable([run for run in plan if run not in done],
+                                          Path(data_dir), check_data, say)
+    report.unavailable.extend(run.label for run in unavailable)
     for run in plan:
         if run.label in report.unavailable:
             state[run.run_dir] = "unavailable"
@@ -505,49 +398,3 @@ def run_sweep(grid: str, plan: list[PlannedRun], *, data_dir: Path,
     return report
 
 
-@contextmanager
-def termination_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a batch scheduler, `kill`) ends the sweep as Ctrl-C does: workers are stopped and
-    run locks released, instead of dying with the locks left for the next sweep to clear."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def check_executor_flags(args: argparse.Namespace) -> None:
-    """Flag mistakes surface before any data is loaded or anything starts."""
-    if args.executor == "local" and (args.address or args.gpus_per_run):
-        raise UserError("--address and --gpus-per-run need --executor ray")
-    if args.executor == "ray":
-        check_gpus_per_run(args.gpus_per_run)
-        import_ray()
-
-
-def sweep_command(args: argparse.Namespace) -> int:
-    """The `sweep` subcommand (see the module docstring); returns the exit status."""
-    if args.grid not in GRIDS:
-        raise UserError(f"unknown grid {args.grid!r}; choose one of {', '.join(GRIDS)}")
-    options = options_from_args(args)
-    plan = expand_grid(args.grid, options, args.results)
-
-    uses_gpu = resolve_device(args.device).type == "cuda"
-
-    def executor_factory(n_runs: int) -> Executor:
-        return make_executor(args.executor, n_runs=n_runs, workers=args.workers,
-                             address=args.address, gpus_per_run=args.gpus_per_run,
-                             uses_gpu=uses_gpu)
-
-    check_executor_flags(args)
-    record_unselected_unavailable(args.grid, options, plan, args.results, Path(args.data_dir))
-    with termination_as_interrupt():
-        report = run_sweep(args.grid, plan, data_dir=Path(args.data_dir),
-                           executor_factory=executor_factory, group=not args.no_group,
-                           options=execution_from_args(args))
-    print(report.summary_line(), file=sys.stdout if report.ok else sys.stderr)
-    return report.exit_code

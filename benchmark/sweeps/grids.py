@@ -11,9 +11,9 @@ results/table1, whichever grid asks for them: the table2 base runs, and the mnis
 the binarization grid, whose configuration is identical to Table 1's (training them twice would
 double the most expensive part of the comparison for nothing).
 
-Grouping (group_runs): runs that benchmark.training.ensemble.group_key calls compatible (same layers, k,
-fidelity and device) and that live in the same sweep directory are trained together as one
-batched ensemble, in groups sized so that every worker has something to train.
+Grouping (group_runs): runs that benchmark.training.ensemble.group_key calls compatible (same
+layers, k, fidelity and device) and that live in the same sweep directory are trained together as
+one batched ensemble, in groups sized so that every worker has something to train.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.config import RunConfig, run_id
-from benchmark.training.ensemble import split_into_groups
 from benchmark.errors import UserError
+from benchmark.training import split_into_groups
 
 GRIDS = ("table1", "table2", "binarization")
 MODEL_CELLS = tuple(itertools.product(("vae", "iwae"), (1, 5, 50), (1, 2)))

@@ -1,0 +1,29 @@
+"""The training stage: runs trained to the paper's schedule, alone or as batched ensembles.
+
+loop.py is the loop (train_run, train_group) with exact resume; run_setup.py sets runs up
+(run directory, data, resume); group.py holds a group's members and their stacked model and
+optimizer; step.py is one batched step (cuda_graph_step.py replays it as a CUDA graph);
+optim.py holds both Adams (the paper's and the authors' code's), stacked_adam.py the same over
+stacked members; schedule.py the 8-stage schedule and its cuts; minibatches.py the data order;
+ensemble.py which runs may share a group; execution.py and denormals.py how a group executes
+(numerics, CUDA graphs, TF32, flush-to-zero), never what it is; run_record.py the record a run
+writes; command.py is `python -m benchmark train`. It hands the sweeps a trainer that leaves,
+per run, checkpoints, a learning curve and a result record (benchmark.records).
+"""
+
+from benchmark.exports import lazy_exports
+
+EXPORTS = {  # public name: the module of this package that defines it
+    "train_run": "loop",
+    "train_group": "loop",
+    "standalone_group_step": "loop",
+    "group_key": "ensemble",
+    "split_into_groups": "ensemble",
+    "ExecutionOptions": "execution",
+    "execution_from_args": "execution",
+    "Plan": "schedule",
+    "make_plan": "schedule",
+    "train_command": "command",
+}
+__all__ = sorted(EXPORTS)
+__getattr__ = lazy_exports(__name__, EXPORTS)

@@ -1,10 +1,11 @@
-"""Training several runs as one batched ensemble: the sweep's entry point.
+"""Which runs can train together as one batched ensemble (torch-free, so that a sweep can plan
+its groups without loading the trainer).
 
 At the paper's minibatch of 20 one model's step cannot keep a GPU (or even two CPU cores) busy;
 M models of the same shape can: every parameter carries a leading member dimension and each
-layer is one batched matmul over all members (benchmark.models.network).
+layer is one batched matmul over all members (benchmark.models.network). benchmark.training.loop
+trains such a group:
 
-    from benchmark.training.ensemble import group_key, train_group
     groups = split_into_groups(configs)                 # indices, by group_key
     records = train_group([configs[i] for i in g], [run_dirs[i] for i in g], data_dir)
 
@@ -23,19 +24,14 @@ numerics its parameters match the run trained alone to float rounding (the batch
 round differently from single ones; on one CPU thread they are bit-identical). A member whose
 bound stops being finite fails alone; the others go on. Members that finish or fail leave the
 group, which continues with the rest.
-
-This module imports torch only when training, so a sweep driver can call group_key freely.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from benchmark.config import RunConfig
-from benchmark.training.execution import ExecutionOptions
 
-GroupProgressCallback = Callable[[int, int, int], None]  # (member index, steps done, planned)
 CHECKPOINT_SECONDS = 300.0
 
 
@@ -58,29 +54,9 @@ def split_into_groups(configs: Sequence[RunConfig], max_members: int | None = No
     return groups
 
 
-def train_group(
-    configs: Sequence[RunConfig],
-    run_dirs: Sequence[Path],
-    data_dir: Path,
-    *,
-    run_ids: Sequence[str | None] | None = None,
-    sweep: str | None = None,
-    show_progress: bool = True,
-    on_progress: GroupProgressCallback | None = None,
-    checkpoint_every_s: float = CHECKPOINT_SECONDS,
-    options: ExecutionOptions | None = None,
-) -> list[dict]:
-    """Train and evaluate the runs `configs` (one group_key) together, each in its run_dir, and
-    return their result records in the same order (what train_run returns for each).
-
-    on_progress(i, done, planned) reports member i's steps at every host check. A member already
-    complete is returned as recorded, untrained. Every member is set up before anything trains,
-    so a UserError (a run directory holding another configuration, a continuation whose parent
-    is not complete) is raised before any work is done. options: how the group executes
-    (benchmark.training.execution: numerics "exact" by default or "fast"; CUDA graphs; TF32).
-    """
-    from benchmark.training.loop import train_members  # checks the group before any work
-
-    return train_members(configs, [Path(d) for d in run_dirs], Path(data_dir), run_ids=run_ids,
-                         sweep=sweep, show_progress=show_progress, on_progress=on_progress,
-                         checkpoint_every_s=checkpoint_every_s, options=options)
+def check_group(configs: Sequence[RunConfig]) -> None:
+    """Members of a group share benchmark.training.ensemble.group_key."""
+    keys = {group_key(c) for c in configs}
+    if len(keys) != 1:
+        raise ValueError(f"these runs cannot share a group: they must share layers, k, "
+                         f"fidelity and device (group_key); got {sorted(keys)}")

@@ -19,14 +19,13 @@ import numpy as np
 import torch
 
 from benchmark.config import RunConfig
-from benchmark.records.curves import CurveRow
-from benchmark.data.binarization import Binarizer, decoder_bias_mean, make_binarizer
-from benchmark.data.splits import Dataset
-from benchmark.evaluation.run import EvaluationInputs
-from benchmark.training.stacked_adam import MemberAdam
-from benchmark.models.network import IWAEModel
-from benchmark.training.schedule import Plan
+from benchmark.data import Binarizer, Dataset, decoder_bias_mean, make_binarizer
+from benchmark.evaluation import EvaluationInputs
+from benchmark.models import IWAEModel
+from benchmark.records import CurveRow
 from benchmark.seeding import derive_seed, torch_generator
+from benchmark.training.schedule import Plan
+from benchmark.training.stacked_adam import MemberAdam
 
 
 @dataclass
@@ -52,7 +51,7 @@ class Member:
     bound_sum: float = 0.0
     bound_count: int = 0
     last_checkpoint: float = 0.0
-    numerics_segments: list[dict[str, Any]] | None = None  # benchmark.training.execution.numerics_segments
+    numerics_segments: list[dict[str, Any]] | None = None  # execution.numerics_segments
     record: dict[str, Any] | None = None  # the final record once the member has left
 
     @property

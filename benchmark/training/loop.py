@@ -1,13 +1,13 @@
-"""Training runs: the stage schedule, the loop, checkpoints and exact resume.
+"""The training loop: one run, or a group of runs trained as one batched computation.
 
 `train_run` trains one run (resuming from the run directory's newest checkpoint when there is
 one), evaluates it, and writes result.json: "running" while it trains, then "complete", or
 "failed" with the step and the reason when the training bound stops being finite.
-`train_members` is the same for a group of runs of one architecture and k trained as one batched
-computation (benchmark.training.ensemble is its public face); a single run is a group of one. Every
-member keeps its own run directory, checkpoints, curves and record, exactly those of the run
-trained alone, and stops, is checkpointed and is evaluated at its own end. A member whose bound
-stops being finite fails alone: members share no parameters, so its NaNs reach nobody else.
+`train_group` is the same for several runs that share benchmark.training.ensemble.group_key;
+a single run is a group of one. Every member keeps its own run directory, checkpoints, curves
+and record, exactly those of the run trained alone, and stops, is checkpointed and is evaluated
+at its own end. A member whose bound stops being finite fails alone: members share no
+parameters, so its NaNs reach nobody else.
 
 The loop never synchronises with the host inside a step; it checks the bounds every CHECK_EVERY
 steps, at log points and before every checkpoint, so a checkpoint is only ever written from
@@ -26,85 +26,37 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmark.training.checkpoint import load_latest_checkpoint, save_checkpoint
 from benchmark.config import RunConfig
-from benchmark.records.curves import CurveRow, write_curves
-from benchmark.data.splits import Dataset, load_dataset
-from benchmark.training.denormals import flush_denormals
-from benchmark.training.ensemble import CHECKPOINT_SECONDS, group_key
-from benchmark.records.environment import environment_record, resolve_device
-from benchmark.errors import UserError
-from benchmark.evaluation.likelihood import EVAL_SUBSET_SEED, log_likelihood_estimates, random_subset
-from benchmark.evaluation.run import (
-    EvaluationInputs,
-    evaluate_members,
-    evaluation_inputs,
-    evaluation_key,
-    fresh_generators,
+from benchmark.evaluation import evaluate_members, fresh_generators, log_likelihood_estimates
+from benchmark.models import bound
+from benchmark.records import (
+    CurveRow,
+    load_result,
+    resolve_device,
+    save_checkpoint,
+    write_curves,
+    write_result,
 )
-from benchmark.training.execution import ExecutionOptions, numerics_of, numerics_segments
-from benchmark.records.fileio import atomic_write_json, read_json
-from benchmark.training.group import Member, StackedState, member_generators
-from benchmark.training.minibatches import MinibatchSource
-from benchmark.models.objectives import bound
+from benchmark.training.denormals import flush_denormals
+from benchmark.training.ensemble import CHECKPOINT_SECONDS, check_group
+from benchmark.training.execution import ExecutionOptions
+from benchmark.training.group import Member, StackedState
 from benchmark.training.optim import loss_reduction
-from benchmark.records.results import load_result, write_result
 from benchmark.training.run_record import run_record
-from benchmark.training.schedule import Plan, make_plan
+from benchmark.training.run_setup import (
+    DataCache,
+    check_run_dir,
+    new_member,
+    record_numerics,
+    resume_member,
+)
 from benchmark.training.step import EagerStep, StepSpec, matmul_precision
 
 CHECK_EVERY = 100  # steps between host synchronisations (finiteness, progress bar)
-LOG_POINTS_PER_STAGE = 4
-CURVE_SUBSET_N = 200  # the small fixed random test subset scored at every log point
 CURVE_SUBSET_K = 50
-CONFIG_FILE = "config.json"
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, steps planned) of one run
 MemberProgressCallback = Callable[[int, int, int], None]  # (member index, done, planned)
-
-
-def continuation_parent(config: RunConfig) -> dict[str, Any]:
-    """The final checkpoint of the run named by --init-from, checked against this run."""
-    parent_dir = Path(config.init_from)
-    record = load_result(parent_dir)
-    if record is None or record.get("status") != "complete":
-        raise UserError(f"--init-from {parent_dir}: that run is not complete (status "
-                        f"{None if record is None else record.get('status')}); finish it first")
-    parent = RunConfig.from_dict(record["config"])
-    for name in ("data", "layers", "fidelity"):
-        if getattr(parent, name) != getattr(config, name):
-            raise UserError(f"--init-from {parent_dir}: its --{name} is {getattr(parent, name)}, "
-                            f"this run's is {getattr(config, name)}; they must match")
-    payload = load_latest_checkpoint(parent_dir)
-    if payload is None:
-        raise UserError(f"--init-from {parent_dir}: the run has no checkpoint to continue from")
-    return payload
-
-
-def check_run_dir(run_dir: Path, config: RunConfig) -> None:
-    """A run directory belongs to one configuration; the device may change between resumes."""
-    path = run_dir / CONFIG_FILE
-    if path.exists():
-        existing = read_json(path)
-        ours = config.to_dict()
-        diff = sorted(key for key in ours if key != "device" and existing.get(key) != ours[key])
-        if diff:
-            details = ", ".join(f"{key}: {existing.get(key)!r} there, {ours[key]!r} here"
-                                for key in diff)
-            raise UserError(f"{run_dir} holds a different run ({details}); choose another --out")
-    else:
-        atomic_write_json(path, config.to_dict())
-
-
-def log_steps(plan: Plan) -> list[int]:
-    """A few evenly spaced points in every stage, its end, and the run's last step."""
-    points = {plan.planned_steps}
-    for stage in plan.stages:
-        for j in range(1, LOG_POINTS_PER_STAGE + 1):
-            s = stage.first_step + round(stage.steps * j / LOG_POINTS_PER_STAGE)
-            if 0 < s <= plan.planned_steps:
-                points.add(s)
-    return sorted(points)
 
 
 def train_run(
@@ -119,15 +71,16 @@ def train_run(
     checkpoint_every_s: float = CHECKPOINT_SECONDS,
     options: ExecutionOptions | None = None,
 ) -> dict:
-    """Train and evaluate one run in run_dir; return its result record (see results.py)."""
+    """Train and evaluate one run in run_dir; return its result record (schema:
+    benchmark.records.results)."""
     callback = None if on_progress is None else (
         lambda _member, done, planned: on_progress(done, planned))
-    return train_members([config], [Path(run_dir)], Path(data_dir), run_ids=[run_id],
-                         sweep=sweep, show_progress=show_progress, on_progress=callback,
-                         checkpoint_every_s=checkpoint_every_s, options=options)[0]
+    return train_group([config], [Path(run_dir)], Path(data_dir), run_ids=[run_id],
+                       sweep=sweep, show_progress=show_progress, on_progress=callback,
+                       checkpoint_every_s=checkpoint_every_s, options=options)[0]
 
 
-def train_members(
+def train_group(
     configs: Sequence[RunConfig],
     run_dirs: Sequence[Path],
     data_dir: Path,
@@ -139,19 +92,21 @@ def train_members(
     checkpoint_every_s: float = CHECKPOINT_SECONDS,
     options: ExecutionOptions | None = None,
 ) -> list[dict]:
-    """Train and evaluate several runs of one architecture and k (benchmark.training.ensemble.group_key)
-    as one batched computation; return their records in order.
+    """Train and evaluate the runs `configs` (one group_key) together, each in its run_dir, and
+    return their result records in the same order (what train_run returns for each).
 
-    Every member is set up (and any UserError raised: a run directory of another configuration,
-    a continuation whose parent is not complete) before anything trains. Members already
-    complete are returned as they are."""
+    on_progress(i, done, planned) reports member i's steps at every host check. A member already
+    complete is returned as recorded, untrained. Every member is set up before anything trains,
+    so a UserError (a run directory holding another configuration, a continuation whose parent
+    is not complete) is raised before any work is done. options: how the group executes
+    (benchmark.training.execution: numerics "exact" by default or "fast"; CUDA graphs; TF32)."""
     if len(configs) != len(run_dirs) or not configs:
         raise ValueError("one run directory per configuration, and at least one")
     run_ids = list(run_ids) if run_ids is not None else [None] * len(configs)
     options = options or ExecutionOptions()
     check_group(configs)
     device = resolve_device(configs[0].device)
-    data = _DataCache(Path(data_dir), device)
+    data = DataCache(Path(data_dir), device)
     records: list[dict | None] = [None] * len(configs)
     members, positions = [], []
     for i, (config, run_dir, rid) in enumerate(zip(configs, run_dirs, run_ids, strict=True)):
@@ -162,15 +117,15 @@ def train_members(
         if existing is not None and existing.get("status") == "complete":
             records[i] = existing
             continue
-        members.append(_new_member(config, run_dir, rid, sweep, data, device, options,
+        members.append(new_member(config, run_dir, rid, sweep, data, device, options,
                                    len(configs)))
         positions.append(i)
     if members:
         state = StackedState.fresh(members, device, fused=options.numerics == "fast",
                                    compile_cpu=options.compile_cpu)
         for j, member in enumerate(members):
-            _resume(state, j, member, device, single=len(members) == 1)
-            _record_numerics(member, options.numerics)
+            resume_member(state, j, member, device, single=len(members) == 1)
+            record_numerics(member, options.numerics)
         with ExitStack() as stack:
             stack.enter_context(flush_denormals(options.flush_denormal and device.type == "cpu"))
             stack.enter_context(matmul_precision(options.allow_tf32))
@@ -180,85 +135,6 @@ def train_members(
             records[positions[j]] = record
     assert all(record is not None for record in records)
     return records  # type: ignore[return-value]
-
-
-def check_group(configs: Sequence[RunConfig]) -> None:
-    """Members of a group share benchmark.training.ensemble.group_key."""
-    keys = {group_key(c) for c in configs}
-    if len(keys) != 1:
-        raise ValueError(f"these runs cannot share a group: they must share layers, k, "
-                         f"fidelity and device (group_key); got {sorted(keys)}")
-
-
-class _DataCache:
-    """Each data condition loaded, and put on the device, once per group."""
-
-    def __init__(self, data_dir: Path, device: torch.device) -> None:
-        self.data_dir, self.device = data_dir, device
-        self.datasets: dict[str, Dataset] = {}
-        self.on_device: dict[str, torch.Tensor] = {}
-        self.inputs: dict[tuple, EvaluationInputs] = {}
-
-    def dataset(self, name: str) -> Dataset:
-        if name not in self.datasets:
-            self.datasets[name] = load_dataset(name, self.data_dir)
-        return self.datasets[name]
-
-    def train_tensor(self, name: str) -> torch.Tensor:
-        if name not in self.on_device:
-            train = np.ascontiguousarray(self.dataset(name).train, dtype=np.float32)
-            self.on_device[name] = torch.from_numpy(train).to(self.device)
-        return self.on_device[name]
-
-    def evaluation_inputs(self, config: RunConfig) -> EvaluationInputs:
-        key = evaluation_key(config)
-        if key not in self.inputs:
-            self.inputs[key] = evaluation_inputs(self.dataset(config.data), config)
-        return self.inputs[key]
-
-
-def _new_member(config: RunConfig, run_dir: Path, run_id: str | None, sweep: str | None,
-                data: _DataCache, device: torch.device, options: ExecutionOptions,
-                group_size: int) -> Member:
-    dataset = data.dataset(config.data)
-    plan = make_plan(config, dataset.train.shape[0])
-    inputs = data.evaluation_inputs(config)
-    env = environment_record(device, dataset.source_sha256, dataset.catalogue)
-    env["execution"] = options.describe(device.type, group_size)
-    noise, binarizer = member_generators(config, dataset.dynamic, device)
-    return Member(
-        config=config, run_dir=run_dir, plan=plan, dataset=dataset,
-        log_points=frozenset(log_steps(plan)), stage_end_points=frozenset(plan.stage_ends()),
-        source=MinibatchSource(dataset.train, config, plan, device,
-                               data=data.train_tensor(config.data)),
-        inputs=inputs, inputs_key=evaluation_key(config),
-        curve_x=inputs.test[_curve_subset(inputs.test.shape[0])].to(device),
-        common={"run_id": run_id, "sweep": sweep, "env": env,
-                "n_train": dataset.train.shape[0]},
-        noise=noise, binarizer=binarizer,
-    )
-
-
-def _resume(state: StackedState, i: int, member: Member, device: torch.device, single: bool
-            ) -> None:
-    checkpoint = load_latest_checkpoint(member.run_dir, map_location=device)
-    if checkpoint is not None:
-        state.restore(i, member, checkpoint, global_rng=single)
-    elif member.config.init_from is not None:
-        state.restore(i, member, continuation_parent(member.config), position=False,
-                      global_rng=single)
-
-
-def _record_numerics(member: Member, numerics: str) -> None:
-    """The numerics this run was trained with so far, now including this process's."""
-    member.numerics_segments = numerics_segments(member.numerics_segments, member.step, numerics)
-    execution = member.common["env"]["execution"]
-    execution["numerics"] = numerics_of(member.numerics_segments)
-    execution["numerics_segments"] = member.numerics_segments
-
-
-def _curve_subset(n_test: int) -> np.ndarray:
-    return random_subset(n_test, CURVE_SUBSET_N, EVAL_SUBSET_SEED)
 
 
 def _make_step(state: StackedState, members: list[Member], options: ExecutionOptions
@@ -461,12 +337,12 @@ def standalone_group_step(configs: Sequence[RunConfig], data_dir: Path,
                           ) -> tuple[Callable[[], torch.Tensor], StackedState]:
     """A callable that trains the runs `configs` (one group) one step together from their
     initial states, writing nothing to disk; and their stacked state. For benchmarks and
-    profiling: flush_denormals is the caller's to set, as train_members sets it."""
+    profiling: flush_denormals is the caller's to set, as train_group sets it."""
     options = options or ExecutionOptions()
     check_group(configs)
     device = resolve_device(configs[0].device)
-    data = _DataCache(Path(data_dir), device)
-    members = [_new_member(c, Path("."), None, None, data, device, options, len(configs))
+    data = DataCache(Path(data_dir), device)
+    members = [new_member(c, Path("."), None, None, data, device, options, len(configs))
                for c in configs]
     state = StackedState.fresh(members, device, fused=options.numerics == "fast",
                                compile_cpu=options.compile_cpu)

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from benchmark.config import BATCH_SIZE, RunConfig
-from benchmark.training.schedule import Plan
 from benchmark.seeding import epoch_permutation
+from benchmark.training.schedule import Plan
 
 
 class MinibatchSource:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmark.config import BATCH_SIZE, RunConfig
-from benchmark.data.binarization import TEST_BINARIZATION_SEED
+from benchmark.data import TEST_BINARIZATION_SEED
 from benchmark.training.schedule import Plan
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from benchmark.config import BATCH_SIZE, SMOKE_STEPS, RunConfig
-from benchmark.records.results import CONTINUATION_EPOCHS
+from benchmark.config import BATCH_SIZE, CONTINUATION_EPOCHS, SMOKE_STEPS, RunConfig
 
 N_STAGES = 8
 QUICK_STAGES = 4

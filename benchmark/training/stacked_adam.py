@@ -1,9 +1,9 @@
 """Adam over M stacked members: one optimizer for a whole group, each member with its own state.
 
-Every parameter tensor has a leading member dimension (benchmark.models.network). Members of a group may
-have different learning rates (their stage schedules differ when their data conditions do) and
-different step counts (they may resume from different checkpoints), so the step size is per
-member. Two ways to apply a step:
+Every parameter tensor has a leading member dimension (benchmark.models.network). Members of a group
+may have different learning rates (their stage schedules differ when their data conditions do) and
+different step counts (they may resume from different checkpoints), so the step size is per member.
+Two ways to apply a step:
 
 * exact: the same operations as the single-run optimizer (AuthorsAdam for fidelity `code`,
   torch.optim.Adam for `paper`) with Python-number step sizes. When all members share their step

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from benchmark.models import IWAEModel, training_loss
 from benchmark.training.group import Member, StackedState
-from benchmark.models.network import IWAEModel
-from benchmark.models.objectives import training_loss
 
 COMPILED_VARIANTS = 64  # compiled graphs kept per function (dynamo's default is 8)
 BoundFn = Callable[[str, Tensor], Tensor]  # benchmark.models.objectives.bound

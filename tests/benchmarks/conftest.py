@@ -145,8 +145,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         write("".join(cells))
     write("plain: nn.Linear model, x repeated k times through the encoder, torch.optim.Adam, "
           "torch defaults (no flush-to-zero); x12: twelve such models stepped in turn.")
-    write("exact/fast: the suite's batched step (benchmark.training.step) with its numerics; both run "
-          "with flush-to-zero, as train_run does. Models start at the authors' initialisation.")
+    write("exact/fast: the suite's batched step (benchmark.training.step) with its numerics; both "
+          "run with flush-to-zero, as train_run does. Models start at the authors' initialisation.")
     write("floor: the step's dense-layer matmuls alone in the suite's shapes (encode once; "
           "L_5000: forward only), plus for a step Adam's memory traffic (7 arrays of the "
           "parameters' size) at this machine's streaming rate, timed now; max (x) = plain / "

@@ -12,9 +12,9 @@ from plain import PlainIWAE, plain_log_likelihood
 
 from benchmark.data.binarization import binarize_once
 from benchmark.data.splits import load_dataset
-from benchmark.training.denormals import flush_denormals
 from benchmark.evaluation.likelihood import CPU_ROWS_PER_PASS, log_likelihood_estimates
 from benchmark.models.network import IWAEModel
+from benchmark.training.denormals import flush_denormals
 
 K = 5000
 
