@@ -17,11 +17,7 @@ from tqdm import tqdm
 from benchmark.data.sources import Digests, RawFile, compute_digests, mismatches
 
 USER_AGENT = "iwae-benchmark-fetch/0.1 (+https://github.com/yburda/iwae reproduction)"
-
-
 PERMANENT_HTTP = frozenset({400, 401, 403, 404, 405, 410, 451})
-
-
 NETWORK_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, ConnectionError,
                   TimeoutError)
 

@@ -11,8 +11,6 @@ from torch import Tensor
 from benchmark.models import Generators, IWAEModel
 
 ACTIVE_UNIT_THRESHOLD = 1e-2  # the paper's 10^-2 on the variance of the q-mean
-
-
 ACTIVE_UNIT_EXAMPLES = 500  # the first 500 training examples, as the authors' code
 
 

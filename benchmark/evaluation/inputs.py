@@ -18,11 +18,7 @@ from benchmark.data import TEST_BINARIZATION_SEED, Dataset, binarize_once
 from benchmark.evaluation.active_units import ACTIVE_UNIT_EXAMPLES
 
 EVAL_SUBSET_SEED = 20151  # chooses the random --eval-n test subset: the same for every run
-
-
 TRAIN_SUBSET_SEED = 20152  # chooses the training subset scored when a run is not `full`
-
-
 EVAL_NOISE_SEED = 5000  # the importance samples of every evaluation
 
 

@@ -33,11 +33,7 @@ from benchmark.training.minibatches import MinibatchSource
 from benchmark.training.schedule import Plan, make_plan
 
 LOG_POINTS_PER_STAGE = 4
-
-
 CURVE_SUBSET_N = 200  # the small fixed random test subset scored at every log point
-
-
 CONFIG_FILE = "config.json"
 
 
