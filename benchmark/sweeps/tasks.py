@@ -16,7 +16,7 @@ from benchmark.training import ExecutionOptions
 
 ProgressItem = tuple[str, int, int]  # (run key, steps done, steps planned)
 Runner = Callable[..., dict[str, Any]]  # the signature of benchmark.training.loop.train_run
-GroupRunner = Callable[..., list[dict[str, Any]]]  # that of benchmark.training.ensemble.train_group
+GroupRunner = Callable[..., list[dict[str, Any]]]  # that of benchmark.training.loop.train_group
 
 
 @dataclass(frozen=True)
