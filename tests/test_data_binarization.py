@@ -141,6 +141,16 @@ def test_decoder_bias_mean_is_the_clipped_gray_mean() -> None:
     assert mean[2] == pytest.approx(0.5)
 
 
+def test_decoder_bias_mean_accumulates_in_float32_as_the_authors() -> None:
+    """Their get_train_mean_np averaged float32 data in float32; a float64 mean differs in the
+    last bits (it did in 631 of 784 MNIST pixels), which the oracle's bit-for-bit comparison of
+    the initial parameters caught."""
+    train = np.random.default_rng(0).random((30_000, 784), dtype=np.float32)
+    mean = decoder_bias_mean(train)
+    np.testing.assert_array_equal(mean, np.mean(train, axis=0))  # float32 accumulation
+    assert (mean != np.mean(train, axis=0, dtype=np.float64).astype(np.float32)).any()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_dynamic_binarizer_on_cuda() -> None:
     p = gray_batch().cuda()

@@ -98,6 +98,19 @@ def test_decoder_output_bias_is_logit_of_mean_pixel():
     assert torch.sigmoid(bias[0]).item() == pytest.approx(0.001, rel=1e-4)
 
 
+def test_decoder_output_bias_follows_the_authors_float32_steps():
+    """get_train_bias_np computed -log(1/p - 1) in float32: 1/p - 1 rounded to float32 before
+    the log. Computing logit(p) in float64 instead differs in the last bit of many pixels."""
+    mean = np.random.default_rng(1).uniform(0.001, 0.999, 784).astype(np.float32)
+    model = IWAEModel(1)
+    model.init_authors(mean)
+    bias = model.likelihood.logits.bias[0, 0].detach().numpy()
+    odds = np.float32(1.0) / mean - np.float32(1.0)  # float32 arithmetic, as theirs
+    np.testing.assert_array_equal(bias, (-np.log(odds.astype(np.float64))).astype(np.float32))
+    float64_logit = (np.log(mean.astype(np.float64)) - np.log1p(-mean.astype(np.float64)))
+    assert (bias != float64_logit.astype(np.float32)).any()
+
+
 def test_authors_weight_bounds():
     w = authors_weight(784, 200)
     assert w.dtype == np.float32 and w.shape == (784, 200)

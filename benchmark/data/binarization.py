@@ -92,7 +92,10 @@ def decoder_bias_mean(train: np.ndarray) -> np.ndarray:
     """Per-pixel mean of the training split, clipped to [0.001, 0.999], float32 (D,).
 
     The authors initialised the decoder's output bias to logit of this; for dynamic data the
-    mean is over the gray values, not over a binarization.
+    mean is over the gray values, not over a binarization. Accumulated in float32, as their
+    get_train_mean_np did on float32 data: a float64 mean differs in the last bits of most
+    pixels, and the oracle compares the initial parameters bit for bit.
     """
-    mean = np.mean(train, axis=0, dtype=np.float64)
-    return np.clip(mean, *BIAS_CLIP).astype(np.float32)
+    mean = np.mean(np.asarray(train, dtype=np.float32), axis=0)
+    clip = [np.float32(c) for c in BIAS_CLIP]
+    return np.clip(mean, *clip).astype(np.float32)

@@ -77,6 +77,14 @@ def authors_weight(n_in: int, n_out: int) -> np.ndarray:
     return rng.uniform(low=-s, high=s, size=(n_in, n_out)).astype(np.float32)
 
 
+def authors_logit(p: np.ndarray) -> np.ndarray:
+    """-log(1/p - 1) in float32 steps, as datasets.get_train_bias_np computed it in float32;
+    the log correctly rounded (their platform's logf may differ from it by one ulp)."""
+    p = np.asarray(p, dtype=np.float32)
+    odds = np.float32(1.0) / p - np.float32(1.0)
+    return (-np.log(odds.astype(np.float64))).astype(np.float32)
+
+
 class StackedLinear(nn.Module):
     """M independent affine maps: (M, N, n_in) -> (M, N, n_out)."""
 
@@ -221,10 +229,8 @@ class IWAEModel(nn.Module):
         """Decoder output bias = logit(mean training pixel), as the authors did."""
         if mean_pixel is None:
             return
-        p = torch.as_tensor(np.asarray(mean_pixel, dtype=np.float64))
-        logit = torch.log(p) - torch.log1p(-p)
         bias = self.likelihood.logits.bias
-        bias.copy_(logit.to(bias.dtype).expand_as(bias))
+        bias.copy_(torch.from_numpy(authors_logit(mean_pixel)).to(bias.dtype).expand_as(bias))
 
     # --- the model ------------------------------------------------------------------------------
     def log_weights(
