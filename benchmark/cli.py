@@ -147,6 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: reports/<name of the results folder>)")
     p.add_argument("--grid", choices=("table1", "table2", "binarization"), default=None,
                    help="show only that sweep grid's runs and tables")
+
+    p = sub.add_parser("oracle", help="run the authors' own code beside the suite and compare")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="steps of every lockstep case (default: per case, see README)")
+    p.add_argument("--configs", nargs="+", default=None, metavar="PATTERN",
+                   help="cases whose id matches a pattern, e.g. 'mnist-dynamic_iwae_*'")
+    p.add_argument("--short", action="store_true", help="the short check `make test` runs")
+    p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.add_argument("--from", dest="from_dir", type=Path, default=None, metavar="DIR",
+                   help="a folder holding the authors' files (default: $IWAE_ORACLE_FROM, else "
+                        "../shared/reference/authors-code/files when present)")
+    p.add_argument("--keep-work", action="store_true", help="keep draws and snapshots")
+    add_data_dir(p)
+    p.add_argument("--results", type=Path, default=Path("results") / "oracle")
     return parser
 
 
@@ -178,6 +192,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from benchmark.report import report_command
 
         return report_command(args.results, args.out, args.grid)
+    if args.command == "oracle":
+        from benchmark.oracle import oracle_command
+
+        return oracle_command(args)
     raise AssertionError(args.command)
 
 

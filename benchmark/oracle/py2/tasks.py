@@ -56,6 +56,11 @@ def state_arrays(authors, model, optimizer):
     return out
 
 
+def set_params(authors, model, arrays):
+    for name, p in named_params(authors, model).items():
+        p.set_value(arrays[name].astype(theano.config.floatX))
+
+
 def save_npz(path, arrays):
     tmp = path + ".part.npz"
     np.savez(tmp, **arrays)
@@ -112,8 +117,12 @@ def task_train(authors, spec, folder, report):
     snapshots = set(spec["snapshots"])
     started = time.time()
 
+    initial = os.path.join(folder, "initial_params.npz")
+
     def on_stage(trace):
         if len(trace.stages) == 1:
+            if os.path.exists(initial):  # a float64 baseline run starts from float32 values
+                set_params(authors, trace.model, np.load(initial))
             save_npz(os.path.join(folder, "snap_%06d.npz" % 0),
                      state_arrays(authors, trace.model, trace.optimizer))
             step1_probe(authors, trace, segments, layers, folder)
@@ -160,8 +169,7 @@ def task_continue(authors, spec, folder, report):
         authors.run_main(main_argv(spec))
     except StopTraining:
         pass
-    directory = os.path.join(authors.config.RESULTS_DIR,
-                             authors.experiments.directory_to_store(**spec["first_run"]))
+    directory = authors.experiments.directory_to_store(**spec["first_run"])
     authors.experiments.save_checkpoint(directory, 8, trace.model, trace.optimizer, trace.srng)
     trace.budget = budget
     # load_checkpoint asks utils.srng() for a stream and sets its rstate from the checkpoint
@@ -228,9 +236,7 @@ def task_evaluate(authors, spec, folder, report):
     layers, k = spec["layers"], spec["k"]
     trace = run_dry(authors, main_argv(spec), layers)
     model = trace.model
-    params = np.load(os.path.join(folder, "params.npz"))
-    for name, p in named_params(authors, model).items():
-        p.set_value(params[name].astype(theano.config.floatX))
+    set_params(authors, model, np.load(os.path.join(folder, "params.npz")))
     test_x, train_x = np.load(os.path.join(folder, "test_x.npy")), np.load(
         os.path.join(folder, "units_x.npy"))
     dataset = _evaluation_dataset(authors, trace, test_x, train_x)
