@@ -109,6 +109,16 @@ def step1_probe(authors, trace, segments, layers, folder):
     save_npz(os.path.join(folder, "step1.npz"), arrays)
 
 
+def start(authors, trace, folder):
+    """Before the first step: a float64 baseline takes the float32 initial values (their
+    float64 init differs in the last bits), then the initial state is saved as step 0."""
+    initial = os.path.join(folder, "initial_params.npz")
+    if os.path.exists(initial):
+        set_params(authors, trace.model, np.load(initial))
+    save_npz(os.path.join(folder, "snap_%06d.npz" % 0),
+             state_arrays(authors, trace.model, trace.optimizer))
+
+
 def task_train(authors, spec, folder, report):
     """Lockstep training: their experiments.py for spec['steps'] steps on the suite's draws,
     with snapshots (parameters, both moments, timestep) after the steps in spec['snapshots']."""
@@ -117,14 +127,9 @@ def task_train(authors, spec, folder, report):
     snapshots = set(spec["snapshots"])
     started = time.time()
 
-    initial = os.path.join(folder, "initial_params.npz")
-
     def on_stage(trace):
         if len(trace.stages) == 1:
-            if os.path.exists(initial):  # a float64 baseline run starts from float32 values
-                set_params(authors, trace.model, np.load(initial))
-            save_npz(os.path.join(folder, "snap_%06d.npz" % 0),
-                     state_arrays(authors, trace.model, trace.optimizer))
+            start(authors, trace, folder)
             step1_probe(authors, trace, segments, layers, folder)
 
     def on_step(trace):
@@ -163,7 +168,11 @@ def task_continue(authors, spec, folder, report):
                      state_arrays(authors, trace.model, trace.optimizer))
         report(trace.step, budget)
 
-    trace = TrainingTrace(authors, budget=first, on_step=on_step)
+    def on_stage(trace):
+        if len(trace.stages) == 1:
+            start(authors, trace, folder)
+
+    trace = TrainingTrace(authors, budget=first, on_stage=on_stage, on_step=on_step)
     authors.streams.append(ReplayStreams(segments, layers))
     try:
         authors.run_main(main_argv(spec))
