@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install test bench lint fetch clean reproduce-table1 compare-binarization reproduce-table2
+.PHONY: install test bench lint fetch clean reproduce-table1 compare-binarization reproduce-table2 \
+	oracle-env oracle
 
 # Knobs of the reproduction targets, e.g. `make reproduce-table1 SCHEDULE=quick DATA=mnist-dynamic`.
 SCHEDULE ?= full
@@ -36,6 +37,33 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
+# The authors' Theano code runs in Python 2.7 (`make oracle-env`): PYTHON2, else a working
+# python2.7 on PATH, else pyenv's 2.7. virtualenv is bootstrapped into the environment folder,
+# never into that Python. The stamp makes a second call instant.
+ORACLE_ENV := .venv-oracle
+ORACLE_STAMP := $(ORACLE_ENV)/.installed
+ORACLE_PINS := numpy==1.16.6 scipy==1.2.3 theano==1.0.5 progressbar==2.5
+PYTHON2 ?= $(shell for p in python2.7 "$$(pyenv root 2>/dev/null)/versions/2.7.18/bin/python2.7" \
+	$$(ls -d "$$(pyenv root 2>/dev/null)"/versions/2.7*/bin/python2.7 2>/dev/null); do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (2, 7)' >/dev/null 2>&1 && \
+	{ command -v "$$p" || echo "$$p"; } && break; done)
+ORACLE_FLAGS ?=
+
+oracle-env: $(ORACLE_STAMP)
+
+$(ORACLE_STAMP):
+	@test -n "$(PYTHON2)" || { echo "no Python 2.7 found: install one (e.g. pyenv install 2.7.18) or set PYTHON2=/path/to/python2.7" >&2; exit 2; }
+	$(PYTHON2) -m pip install --quiet --target $(ORACLE_ENV)/.bootstrap 'virtualenv<20.22'
+	PYTHONPATH=$(ORACLE_ENV)/.bootstrap $(PYTHON2) -m virtualenv --quiet $(ORACLE_ENV)
+	$(ORACLE_ENV)/bin/pip install --quiet $(ORACLE_PINS)
+	mkdir -p $(ORACLE_ENV)/theano-cache
+	touch $(ORACLE_STAMP)
+
+# The authors' code beside the suite (about an hour here; ORACLE_FLAGS='--steps N --configs ...').
+oracle: install oracle-env
+	-$(PY) fetch mnist binarized-mnist $(if $(wildcard ../shared/datasets),--from ../shared/datasets)
+	$(PY) oracle $(ORACLE_FLAGS)
+
 test: install
 	$(BIN)/python -m pytest -q --ignore=tests/benchmarks
 
@@ -49,7 +77,7 @@ fetch: install
 	$(BIN)/python -m benchmark fetch all
 
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks
+	rm -rf $(VENV) $(ORACLE_ENV) .pytest_cache .benchmarks
 
 # install, fetch, sweep, report. A dataset that cannot be fetched is not fatal: the sweep records
 # its runs as unavailable and the report shows them so. The report is written even when runs

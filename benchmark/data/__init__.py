@@ -19,6 +19,12 @@ EXPORTS = {  # public name: the module of this package that defines it
     "binarize_once": "binarization",
     "decoder_bias_mean": "binarization",
     "make_binarizer": "binarization",
+    "DynamicBinarizer": "binarization",
+    "Catalogue": "sources",
+    "RawFile": "sources",
+    "raw_dir": "sources",
+    "fetch_dataset": "fetch",
+    "unavailable_message": "fetch",
     "fetch_command": "fetch",
     "info_command": "info",
 }

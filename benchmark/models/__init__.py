@@ -15,6 +15,7 @@ EXPORTS = {  # public name: the module of this package that defines it
     "BlockSpec": "network",
     "Generators": "network",
     "IWAEModel": "network",
+    "authors_logit": "network",
     "standard_normal": "network",
     "OBJECTIVES": "objectives",
     "bound": "objectives",

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from benchmark.config import RunConfig
-from benchmark.data.binarization import DynamicBinarizer
+from benchmark.data import DynamicBinarizer
 from benchmark.oracle.arrays import DrawFiles, link_draws, load_npz, save_npz, snapshot_path
 from benchmark.oracle.cases import AUTHORS_DATASET, ContinuationCase
 from benchmark.oracle.compare import Quantity
@@ -22,7 +22,7 @@ from benchmark.oracle.lockstep import (
 )
 from benchmark.oracle.suite_side import SuiteRun
 from benchmark.records import load_latest_checkpoint, save_checkpoint
-from benchmark.training.run_setup import DataCache
+from benchmark.training import DataCache
 
 
 def prepare(case: ContinuationCase, data: DataCache, folder: Path) -> dict[str, list[dict]]:

@@ -10,14 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.data import load_dataset
-from benchmark.data.sources import raw_dir
-from benchmark.models.network import authors_logit
-from benchmark.data.binarization import decoder_bias_mean
+from benchmark.data import decoder_bias_mean, load_dataset, raw_dir
+from benchmark.models import authors_logit
 from benchmark.oracle.cases import AUTHORS_DATASET, DataCase
 from benchmark.oracle.compare import BIAS_ULPS, Quantity, ulps_apart
 from benchmark.oracle.lockstep import compare_stages, read_result
-from benchmark.training.schedule import protocol_stages, steps_per_epoch
+from benchmark.training import protocol_stages, steps_per_epoch
 
 # their relative path under DATASETS_DIR -> ours under <data dir>/raw, and whether gzipped
 AUTHORS_LAYOUT = {

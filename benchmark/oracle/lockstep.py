@@ -14,8 +14,7 @@ from benchmark.oracle.arrays import DrawFiles, link_draws, load_npz, save_npz, s
 from benchmark.oracle.cases import LockstepCase
 from benchmark.oracle.compare import BIAS_ULPS, Quantity, relative, tolerance, ulps_apart, worst
 from benchmark.oracle.suite_side import SuiteRun
-from benchmark.training.run_setup import DataCache
-from benchmark.training.schedule import make_plan
+from benchmark.training import DataCache, make_plan
 
 OUTPUT_BIAS = "param/p0.logits.b"
 KINDS = {"param/": "parameters", "m/": "first moments m", "v/": "second moments v"}

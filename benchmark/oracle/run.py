@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from benchmark.data.splits import DataUnavailable
+from benchmark.data import DataUnavailable
 from benchmark.errors import UserError
 from benchmark.oracle import continuation, datapath, lockstep
 from benchmark.oracle.authors_run import Job, run_jobs
@@ -26,7 +26,7 @@ from benchmark.oracle.compare import Quantity
 from benchmark.oracle.environment import oracle_env, oracle_python
 from benchmark.oracle.records import write_case_record, write_summary
 from benchmark.oracle.sources import fetch_authors_code
-from benchmark.training.run_setup import DataCache
+from benchmark.training import DataCache
 
 
 def run_oracle(cases: Sequence[Case], data_dir: Path, results: Path, code_cache: Path,

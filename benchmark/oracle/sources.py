@@ -9,8 +9,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.data.fetch import fetch_dataset, unavailable_message
-from benchmark.data.sources import Catalogue, RawFile, raw_dir
+from benchmark.data import Catalogue, RawFile, fetch_dataset, raw_dir, unavailable_message
 from benchmark.errors import UserError
 
 COMMIT = "78a6075484bd7dd6f47a4bb9880d2295bc7a5220"

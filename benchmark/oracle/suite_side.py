@@ -20,12 +20,16 @@ from benchmark.config import RunConfig
 from benchmark.models import bound
 from benchmark.oracle.capture import DrawRecorder
 from benchmark.oracle.layout import authors_name, step_slots
-from benchmark.training.denormals import flush_denormals
-from benchmark.training.execution import ExecutionOptions
-from benchmark.training.group import StackedState
-from benchmark.training.optim import loss_reduction
-from benchmark.training.run_setup import DataCache, new_member
-from benchmark.training.step import EagerStep, StepSpec
+from benchmark.training import (
+    DataCache,
+    EagerStep,
+    ExecutionOptions,
+    StackedState,
+    StepSpec,
+    flush_denormals,
+    loss_reduction,
+    new_member,
+)
 
 StepCallback = Callable[[int, dict[str, np.ndarray]], None]  # (step done, its draws)
 

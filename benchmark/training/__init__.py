@@ -23,6 +23,15 @@ EXPORTS = {  # public name: the module of this package that defines it
     "execution_from_args": "execution",
     "Plan": "schedule",
     "make_plan": "schedule",
+    "protocol_stages": "schedule",
+    "steps_per_epoch": "schedule",
+    "DataCache": "run_setup",
+    "new_member": "run_setup",
+    "StackedState": "group",
+    "EagerStep": "step",
+    "StepSpec": "step",
+    "loss_reduction": "optim",
+    "flush_denormals": "denormals",
     "train_command": "command",
 }
 __all__ = sorted(EXPORTS)
