@@ -24,7 +24,6 @@ EXPORTS = {  # public name: the module of this package that defines it
     "RawFile": "sources",
     "raw_dir": "sources",
     "fetch_dataset": "fetch",
-    "unavailable_message": "fetch",
     "fetch_command": "fetch",
     "info_command": "info",
 }

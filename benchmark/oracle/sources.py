@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.data import Catalogue, RawFile, fetch_dataset, raw_dir, unavailable_message
+from benchmark.data import Catalogue, RawFile, fetch_dataset, raw_dir
 from benchmark.errors import UserError
 
 COMMIT = "78a6075484bd7dd6f47a4bb9880d2295bc7a5220"
@@ -49,7 +49,7 @@ def default_from_dir() -> Path | None:
     """$IWAE_ORACLE_FROM, else the shared mirror beside this checkout when there is one."""
     if value := os.environ.get("IWAE_ORACLE_FROM"):
         return Path(value)
-    return SHARED_MIRROR if SHARED_MIRROR.is_dir() else None
+    return SHARED_MIRROR.resolve() if SHARED_MIRROR.is_dir() else None
 
 
 def default_cache() -> Path:
@@ -62,7 +62,11 @@ def fetch_authors_code(cache: Path, from_dir: Path | None = None,
     outcome = fetch_dataset(DATASET, cache, catalogue=CATALOGUE, mirrors=mirrors,
                             from_dir=from_dir)
     if not outcome.ok:
-        hint = ("set IWAE_ORACLE_FROM to a folder holding their files (a copy of "
-                f"github:yburda/iwae at {COMMIT[:7]})")
-        raise UserError(unavailable_message(outcome, cache).splitlines()[0] + "; " + hint)
+        failed = outcome.failed[0]
+        reason = (f"{failed.entry.name}: {failed.attempts[-1].source}: "
+                  f"{failed.attempts[-1].reason}" if failed.attempts else failed.entry.name)
+        raise UserError(f"the authors' code could not be fetched ({len(outcome.failed)} of "
+                        f"{len(outcome.files)} files; {reason}); pass --from DIR or set "
+                        "IWAE_ORACLE_FROM to a folder holding their files (github:yburda/iwae "
+                        f"at {COMMIT[:7]})")
     return raw_dir(cache)

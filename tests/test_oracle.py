@@ -1,0 +1,200 @@
+"""The oracle: the authors' code beside the suite (benchmark.oracle).
+
+Unit tests of the layout, capture and comparison run everywhere. The short lockstep check runs
+their code (Python 2.7 + Theano in .venv-oracle, `make oracle-env`) on the real MNIST files and
+the verified authors' files; it skips, saying why, when either is not reachable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.config import RunConfig
+from benchmark.data import load_dataset
+from benchmark.errors import UserError
+from benchmark.models import IWAEModel
+from benchmark.oracle.capture import DrawRecorder
+from benchmark.oracle.cases import default_cases, select, short_cases
+from benchmark.oracle.compare import relative, ulps_apart
+from benchmark.oracle.layout import authors_name, authors_rows, evaluation_slots, step_slots
+from benchmark.oracle.sources import CATALOGUE, FILES
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CODE = REPO.parent / "shared" / "reference" / "authors-code"
+
+
+def test_noise_rows_are_example_major_as_t_repeat_lays_them_out():
+    k, b, d = 3, 4, 2
+    noise = np.arange(k * b * d, dtype=np.float32).reshape(k, b, d)  # (sample, example, unit)
+    rows = authors_rows(noise)
+    for example in range(b):
+        for sample in range(k):
+            np.testing.assert_array_equal(rows[example * k + sample], noise[sample, example])
+
+
+def test_the_suite_model_on_authors_rows_computes_what_a_repeated_x_computes():
+    """Feeding x repeated example-major (their t_repeat) with the re-laid noise gives the suite's
+    log-weights: the layout is the one their graph consumes."""
+    torch.manual_seed(0)
+    model = IWAEModel(2)
+    model.init_authors(np.full(784, 0.3, dtype=np.float32))
+    x = (torch.rand(1, 3, 784) < 0.4).float()
+    k = 4
+    eps = model.draw_noise(1, k, 3, torch.Generator().manual_seed(1), "cpu")
+    log_w = model.log_weights_given_noise(x, eps)[0]  # (k, B)
+    rep_x = x[0].repeat_interleave(k, dim=0)[None]  # row b*k + r = x[b]
+    rows = [torch.from_numpy(authors_rows(e[0].numpy()))[None, None] for e in eps]  # (1,1,Bk,d)
+    log_w_rows = model.log_weights_given_noise(rep_x, rows)[0, 0]  # (B k,)
+    torch.testing.assert_close(log_w_rows.view(3, k), log_w.T, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_every_suite_parameter_has_a_distinct_authors_name(layers):
+    names = [authors_name(n, layers) for n, _ in IWAEModel(layers).named_parameters()]
+    assert len(set(names)) == len(names) == (14 if layers == 1 else 30)
+    assert "p0.logits.b" in names and "q0.sigma.W" in names
+
+
+def test_a_training_step_draws_what_the_authors_graph_consumes(synthetic_data_dir):
+    from benchmark.oracle.suite_side import SuiteRun
+    from benchmark.training import DataCache
+
+    data = DataCache(synthetic_data_dir, torch.device("cpu"))
+    run = SuiteRun(RunConfig("mnist-dynamic", "iwae", 5, 2, steps=2), data)
+    seen = []
+    run.train(2, lambda step, slots: seen.append({n: v.shape for n, v in slots.items()}))
+    assert seen == [{"u": (20, 784), "n0": (100, 100), "n1": (100, 50)}] * 2
+    assert run.state_arrays()["t"] == 3  # their timestep starts at 1
+
+
+def test_evaluation_noise_is_regrouped_per_example():
+    from benchmark.evaluation import score
+
+    model = IWAEModel(1)
+    model.init_authors(None)
+    x = (torch.rand(7, 784) < 0.5).float()
+    with DrawRecorder() as recorder:
+        score(model, x, 6000, torch.device("cpu"))  # 2 examples per batch, pieces of 6000
+    slots = evaluation_slots(recorder.draws, 1, 6000, 7)
+    assert slots["n0"].shape == (7, 6000, 50)
+
+
+def test_a_step_that_draws_otherwise_is_refused():
+    from benchmark.oracle.capture import Draw
+    from benchmark.oracle.layout import LayoutError
+
+    with pytest.raises(LayoutError, match="consumes"):
+        step_slots([Draw("normal", np.zeros((1, 1, 20, 50), np.float32))], True, 1)
+
+
+def test_relative_difference_and_ulps():
+    assert relative(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.0
+    assert relative(np.array([0.0, 2.1]), np.array([0.0, 2.0])) == pytest.approx(0.05)
+    one = np.float32(1.0)
+    assert ulps_apart(np.array([one]), np.array([np.nextafter(one, np.float32(2))])) == 1
+
+
+def test_case_selection():
+    ids = {c.id for c in select(default_cases(), ["mnist-fixed_*_L2"], None)}
+    assert len(ids) == 6 and all(i.startswith("mnist-fixed") for i in ids)
+    assert all(c.steps == 7 for c in select(short_cases(), ["*_L1"], 7))
+    with pytest.raises(UserError, match="matches no case"):
+        select(default_cases(), ["nothing*"], None)
+
+
+@pytest.mark.skipif(not (SHARED_CODE / "SHA256SUMS").exists(), reason="no shared mirror")
+def test_the_catalogue_holds_the_mirrors_checksums():
+    sums = dict(line.split()[::-1] for line in (SHARED_CODE / "SHA256SUMS").read_text()
+                .splitlines())
+    assert {name: sha for name, _, sha, _ in FILES} == {n: sums[n] for n, *_ in FILES}
+    assert all(f.url.startswith("https://raw.githubusercontent.com/yburda/iwae/78a6075")
+               for f in CATALOGUE.files)
+
+
+def test_fetching_verifies_and_refuses_a_changed_file(tmp_path):
+    from benchmark.oracle.sources import fetch_authors_code
+
+    if not (SHARED_CODE / "files").is_dir():
+        pytest.skip("no shared mirror of the authors' code")
+    code = fetch_authors_code(tmp_path / "cache", SHARED_CODE / "files")
+    assert sorted(p.name for p in code.glob("*.py")) == sorted(n for n, *_ in FILES)
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    for name, *_ in FILES:
+        (tampered / name).write_bytes((SHARED_CODE / "files" / name).read_bytes())
+    (tampered / "train.py").write_bytes(b"x" * 892)  # right size, wrong content
+    with pytest.raises(UserError, match="could not be fetched.*train.py"):
+        fetch_authors_code(tmp_path / "cache2", tampered)
+
+
+# --- the authors' code itself -----------------------------------------------------------------
+
+def oracle_or_skip() -> tuple[Path, Path]:
+    """The oracle environment and the authors' files, or a skip that says what is missing."""
+    from benchmark.oracle.environment import oracle_env, oracle_python
+    from benchmark.oracle.sources import default_from_dir
+
+    env = REPO / oracle_env()
+    try:
+        oracle_python(env)
+    except UserError as err:
+        pytest.skip(f"no oracle environment: {err}")
+    from_dir = default_from_dir() or (SHARED_CODE / "files")
+    if not Path(from_dir).is_dir():
+        pytest.skip("the authors' files are not reachable: set IWAE_ORACLE_FROM")
+    return env, Path(from_dir)
+
+
+@pytest.fixture
+def oracle_setup(monkeypatch):
+    env, from_dir = oracle_or_skip()
+    monkeypatch.setenv("IWAE_ORACLE_ENV", str(env))
+    return from_dir
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_short_lockstep_check_agrees(oracle_setup, real_data_dir, tmp_path, monkeypatch):
+    """A few configurations, tens of steps, a small evaluation: every quantity holds."""
+    from benchmark.oracle.run import run_oracle
+
+    monkeypatch.chdir(tmp_path)
+    summary = run_oracle(short_cases(), real_data_dir, tmp_path / "oracle",
+                         tmp_path / "authors-code", oracle_setup, show_progress=False)
+    failing = [row for row in summary["rows"] if row["verdict"] != "agrees"]
+    assert not failing, json.dumps(failing, indent=1)
+    names = {row["quantity"] for row in summary["rows"]}
+    assert {"step-1 gradients", "parameters", "L_k per example", "active units, layer 1",
+            "continuation carries the random stream"} <= names
+    assert (tmp_path / "oracle" / "summary.txt").exists()
+
+
+@pytest.mark.slow
+def test_their_datasets_py_gives_the_suites_omniglot_split(oracle_setup, tmp_path, monkeypatch):
+    """chardata.mat (synthetic, in the real format): their seed-123 shuffle, Fortran-order
+    reshape and 1,345 held out against the suite's split, and the decoder bias."""
+    from synthetic import write_synthetic_raw
+
+    from benchmark.oracle.cases import DataCase
+    from benchmark.oracle.run import run_oracle
+
+    data_dir = write_synthetic_raw(tmp_path / "data", n_train=1500, n_test=30)
+    load_dataset("omniglot", data_dir)  # verifies the synthetic files against their catalogue
+    monkeypatch.chdir(tmp_path)
+    summary = run_oracle([DataCase("omniglot")], data_dir, tmp_path / "oracle",
+                         tmp_path / "authors-code", oracle_setup, show_progress=False)
+    assert summary["holds"], summary["rows"]
+    assert {"train split (bitwise, in order)", "test split (bitwise, in order)",
+            "decoder bias (float32 ulps)"} <= {r["quantity"] for r in summary["rows"]}
+
+
+def test_without_an_environment_the_command_says_what_to_do(tmp_path, monkeypatch):
+    from benchmark.cli import main
+
+    monkeypatch.setenv("IWAE_ORACLE_ENV", str(tmp_path / "missing"))
+    assert main(["oracle", "--short", "--results", str(tmp_path / "r")]) == 2
