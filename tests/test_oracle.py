@@ -198,3 +198,24 @@ def test_without_an_environment_the_command_says_what_to_do(tmp_path, monkeypatc
 
     monkeypatch.setenv("IWAE_ORACLE_ENV", str(tmp_path / "missing"))
     assert main(["oracle", "--short", "--results", str(tmp_path / "r")]) == 2
+
+
+def test_the_report_shows_the_oracle_section_only_when_records_exist(tmp_path):
+    from report_fixtures import build_results_tree
+
+    from benchmark.oracle.cases import LockstepCase
+    from benchmark.oracle.compare import Quantity
+    from benchmark.oracle.records import write_case_record, write_summary
+    from benchmark.report.build import build_report
+
+    results = build_results_tree(tmp_path)
+    page = build_report(results, tmp_path / "without").read_text()
+    assert "Fidelity to the authors" not in page
+    case = LockstepCase("mnist-dynamic", "iwae", 5, 1, 30)
+    record = write_case_record(results / "oracle", case, [
+        Quantity(case.id, "step-1 gradients", 1.8e-5, 6.4e-5),
+        Quantity(case.id, "parameters, steps 1-30", 3e-4, 8.7e-5)], [], {})
+    write_summary(results / "oracle", [record], {"total_s": 60.0})
+    page = build_report(results, tmp_path / "with").read_text()
+    assert "Fidelity to the authors" in page and "step-1 gradients" in page
+    assert "DIFFERS" in page and "6.4e-05" in page

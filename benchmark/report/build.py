@@ -16,6 +16,7 @@ from benchmark.errors import UserError
 from benchmark.records import atomic_write_text
 from benchmark.report import figures
 from benchmark.report.html import Banner, FigureBlock, GalleryCard, Page, Section, render_page
+from benchmark.report.oracle_section import oracle_section
 from benchmark.report.provenance import (
     ReportOrigin,
     checksum_table,
@@ -210,7 +211,8 @@ def reading_guide(published: Published) -> Section:
 
 def build_page(results_dir: Path, out_dir: Path, runs: list[Run], published: Published,
                per_fidelity: list[FidelityTables], extra: list[ReportTable],
-               links: dict[str, list[str]], origin: ReportOrigin, grid: str | None) -> Page:
+               links: dict[str, list[str]], origin: ReportOrigin, grid: str | None,
+               oracle: Section | None = None) -> Page:
     counts = verdict_counts([t for ft in per_fidelity for t in ft.for_grid(grid)])
     sections = [reading_guide(published)]
     for ft in per_fidelity:
@@ -222,6 +224,8 @@ def build_page(results_dir: Path, out_dir: Path, runs: list[Run], published: Pub
         Section("provenance", "Provenance",
                 tables=(by_name["provenance"], by_name["datasets"])),
     ]
+    if oracle is not None:
+        sections.append(oracle)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return Page(
         title=f"IWAE reproduction report: {grid or Path(results_dir).resolve().name}",
@@ -253,13 +257,16 @@ def build_report(results_dir: Path, out_dir: Path | None = None, grid: str | Non
     origin = report_origin(results_dir, out_dir, grid)
     extra = [attention_table(runs, results_dir), runs_table(runs, results_dir),
              provenance_table(runs, origin), checksum_table(runs)]
+    oracle = oracle_section(results_dir)
+    if oracle is not None:
+        extra.append(oracle[1])
     links = {}
     for table in [t for ft in per_fidelity for t in ft.for_grid(grid)] + extra:
         written = write_table(table, out_dir / "tables")
         links[table.relpath] = [str(p.relative_to(out_dir)) for p in written]
         _make_readable(written)
     page = build_page(results_dir, out_dir, runs, published, per_fidelity, extra, links, origin,
-                      grid)
+                      grid, oracle[0] if oracle is not None else None)
     index = out_dir / "index.html"
     atomic_write_text(index, render_page(page))
     _make_readable([index])
