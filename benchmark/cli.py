@@ -7,11 +7,12 @@ Errors a user can cause end in one line on stderr and exit status 2, never a tra
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 
-from benchmark.errors import UserError
+from benchmark.errors import UserError, filesystem_error_line
 
 DATA_CHOICES = ("mnist-dynamic", "mnist-fixed", "omniglot")
 FETCH_CHOICES = ("mnist", "binarized-mnist", "omniglot", "all")
@@ -35,8 +36,15 @@ def positive_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
     return value
 
 
@@ -125,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel runs (default: one per core, up to the number of runs)")
     p.add_argument("--address", default=None,
                    help="Ray cluster address (ray executor; default: start a local instance)")
-    p.add_argument("--gpus-per-run", type=float, default=0.0,
+    p.add_argument("--gpus-per-run", type=non_negative_float, default=0.0,
                    help="ray only; GPUs per task, so per group of runs unless --no-group; "
                         "fractions pack several tasks onto one GPU")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -205,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         return dispatch(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a read-only folder, a file where a folder belongs
+        line = filesystem_error_line(err)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; partial work is kept and resumes on the next call", file=sys.stderr)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from benchmark.errors import UserError
@@ -48,7 +50,8 @@ class RunConfig:
             (self.fidelity in FIDELITIES, "--fidelity must be code or paper"),
             (self.schedule in SCHEDULES, "--schedule must be full, quick or smoke"),
             (self.stages is None or 1 <= self.stages <= 8, "--stages must be between 1 and 8"),
-            (self.epochs is None or self.epochs > 0, "--epochs must be positive"),
+            (self.epochs is None or (self.epochs > 0 and math.isfinite(self.epochs)),
+             "--epochs must be a positive finite number"),
             (self.steps is None or self.steps > 0, "--steps must be positive"),
             (self.eval_k is None or self.eval_k >= 1, "--eval-k must be at least 1"),
             (self.eval_n is None or self.eval_n >= 1, "--eval-n must be at least 1"),
@@ -89,8 +92,6 @@ def run_id(config: RunConfig) -> str:
     """A readable, stable name, e.g. mnist-dynamic_iwae_k50_L2_s0_code_full. Cut runs and
     non-default evaluations get a suffix, so they are never mistaken for a full run."""
     if config.init_from is not None:
-        from pathlib import Path
-
         base = Path(config.init_from).name
         name = f"{base}_to_{config.model}_k{config.k}"
     else:
@@ -104,3 +105,31 @@ def cut_suffix(config: RunConfig) -> str:
     flags = ("stages", "epochs", "steps", "eval_k", "eval_n")
     values = [(flag.replace("_", ""), getattr(config, flag)) for flag in flags]
     return "".join(f"_{name}{value:g}" for name, value in values if value is not None)
+
+
+# Fields that define what a run is. `device` only says where it runs, so a run trained on a GPU
+# is the same run as one asked for with --device auto.
+IDENTITY_FIELDS = ("data", "model", "k", "layers", "seed", "fidelity", "schedule", "stages",
+                   "epochs", "steps")
+
+
+def identity_of(config: RunConfig) -> dict[str, Any]:
+    ident: dict[str, Any] = {name: getattr(config, name) for name in IDENTITY_FIELDS}
+    ident["eval_k"] = config.effective_eval_k
+    ident["eval_n"] = config.effective_eval_n
+    # The base run by its id: the results folder may be reached by another path next time.
+    ident["init_from"] = Path(config.init_from).name if config.init_from else None
+    return ident
+
+
+def config_differences(recorded: Any, requested: RunConfig) -> list[str]:
+    """'field: recorded -> requested' for every identity field that differs, comparing a
+    configuration stored in a record or a checkpoint (a dict) with the one asked for."""
+    if not isinstance(recorded, dict):
+        return [f"unreadable config ({type(recorded).__name__}, not an object)"]
+    try:
+        recorded_config = RunConfig.from_dict(recorded)
+    except (UserError, TypeError, ValueError) as err:
+        return [f"unreadable config ({err})"]
+    old, new = identity_of(recorded_config), identity_of(requested)
+    return [f"{name}: {old[name]!r} -> {new[name]!r}" for name in new if old[name] != new[name]]

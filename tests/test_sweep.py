@@ -22,7 +22,7 @@ from sweep_fakes import (
     write_complete_record,
 )
 
-from benchmark.config import RunConfig
+from benchmark.config import RunConfig, config_differences
 from benchmark.errors import UserError
 from benchmark.records.results import load_result
 from benchmark.sweeps.availability import record_unselected_unavailable
@@ -37,7 +37,6 @@ from benchmark.sweeps.executors import (
 from benchmark.sweeps.grids import (
     PlannedRun,
     SweepOptions,
-    config_differences,
     expand_grid,
     group_runs,
     run_id_for,

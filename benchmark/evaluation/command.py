@@ -22,15 +22,28 @@ from benchmark.evaluation.inputs import (
 from benchmark.evaluation.likelihood import summarise_nll
 from benchmark.evaluation.run import save_npy, score
 from benchmark.models import IWAEModel
-from benchmark.records import atomic_write_json, load_latest_checkpoint, load_result, resolve_device
+from benchmark.records import (
+    LOST_MODEL_ADVICE,
+    RESTART_ADVICE,
+    atomic_write_json,
+    load_latest_checkpoint,
+    load_result,
+    resolve_device,
+)
 
 
 def load_trained_model(run_dir: Path, device: torch.device) -> tuple[RunConfig, IWAEModel]:
     record = load_result(run_dir)
     if record is None:
         raise UserError(f"{run_dir} holds no result.json; is it a run directory?")
-    config = RunConfig.from_dict(record["config"])
-    payload = load_latest_checkpoint(run_dir, map_location=device)
+    try:
+        config = RunConfig.from_dict(record.get("config"))
+    except (AttributeError, TypeError, UserError) as err:
+        raise UserError(f"{run_dir}/result.json holds no readable run configuration ({err}); "
+                        "is it a run directory?") from err
+    payload = load_latest_checkpoint(run_dir, map_location=device,
+                                     advice=LOST_MODEL_ADVICE if record.get("status") == "complete"
+                                     else RESTART_ADVICE)
     if payload is None:
         raise UserError(f"{run_dir} has no checkpoint to evaluate; train it first")
     model = IWAEModel(config.layers).to(device)

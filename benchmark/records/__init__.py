@@ -2,7 +2,8 @@
 
 fileio.py writes atomically (temp file + rename) and digests files; results.py is the result
 record (result.json) and loads many of them; checkpoint.py saves and verifies checkpoints;
-curves.py the learning curve (metrics.csv); environment.py what the run ran on. Every stage
+curves.py the learning curve (metrics.csv); environment.py what the run ran on;
+training_lock.py the OS lock a process holds on a run directory while it trains it. Every stage
 writes through it and it imports none of them: it is the base the pipeline stands on, and the
 interface between the trainer and the report.
 """
@@ -16,15 +17,23 @@ EXPORTS = {  # public name: the module of this package that defines it
     "atomic_write_text": "fileio",
     "file_digest": "fileio",
     "read_json": "fileio",
+    "remove_temporaries": "fileio",
     "RESULT_FILE": "results",
     "STATUSES": "results",
     "iter_results": "results",
     "load_result": "results",
     "load_results_frame": "results",
     "write_result": "results",
+    "CHECKPOINT_DIR": "checkpoint",
+    "LOST_MODEL_ADVICE": "checkpoint",
+    "RESTART_ADVICE": "checkpoint",
     "has_checkpoint": "checkpoint",
     "load_latest_checkpoint": "checkpoint",
+    "remove_checkpoint_temporaries": "checkpoint",
     "save_checkpoint": "checkpoint",
+    "TRAINING_LOCK_FILE": "training_lock",
+    "TrainingLock": "training_lock",
+    "is_being_trained": "training_lock",
     "CurveRow": "curves",
     "write_curves": "curves",
     "environment_record": "environment",

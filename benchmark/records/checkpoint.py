@@ -1,5 +1,6 @@
-"""Checkpoints: written atomically with a checksum, the previous one kept until the new one is
-complete, so a run killed at any moment resumes from a checkpoint that verifies.
+"""Checkpoints: written atomically with a checksum and checked on disk, the previous verified one
+kept beside the newest, so a run killed at any moment (or whose newest checkpoint is corrupted
+later) resumes from a checkpoint that verifies.
 
 A checkpoint holds everything an exact resume needs: model and optimizer state, the position in
 the schedule, every random generator's state, the learning-curve rows so far, and the time spent.
@@ -7,6 +8,7 @@ the schedule, every random generator's state, the learning-curve rows so far, an
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import re
@@ -17,9 +19,20 @@ from typing import Any
 import torch
 
 from benchmark.errors import UserError
-from benchmark.records.fileio import atomic_write_bytes, atomic_write_json, file_digest, read_json
+from benchmark.records.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    file_digest,
+    read_json,
+    remove_temporaries,
+)
 
 CHECKPOINT_DIR = "checkpoints"
+# What to do when no checkpoint verifies, for a run still to train; {folder} is the checkpoints.
+RESTART_ADVICE = "delete {folder} to train this run again from step 0"
+# ... and for a complete run, whose record stands but whose trained model is gone.
+LOST_MODEL_ADVICE = ("the run's recorded results stand, but its trained model is lost: to use "
+                     "it again, train the same configuration into a new folder")
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
@@ -42,7 +55,10 @@ def has_checkpoint(run_dir: Path) -> bool:
 
 
 def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
-    """Write the checkpoint of payload["step"], then remove the older ones."""
+    """Write the checkpoint of payload["step"] and check it on disk; then remove all but it and
+    the newest older one that verifies, so that a checkpoint corrupted later still leaves one to
+    resume from. A checkpoint that does not verify after writing is removed and raises OSError
+    (the older ones are kept)."""
     step = int(payload["step"])
     if _verified(run_dir, step):  # the same step is the same state: never rewrite it in place
         return
@@ -52,8 +68,21 @@ def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
     pt, checksum = _paths(run_dir, step)
     atomic_write_bytes(pt, data)
     atomic_write_json(checksum, {"file": pt.name, "sha256": hashlib.sha256(data).hexdigest()})
-    for old in checkpoint_steps(run_dir):
-        if old != step:
+    if not _verified(run_dir, step):
+        for path in (pt, checksum):
+            path.unlink(missing_ok=True)
+        raise OSError(errno.EIO, "the checkpoint just written does not read back as written "
+                      "(a storage fault); the previous checkpoint is kept", str(pt))
+    _remove_older_than_previous(run_dir, step)
+
+
+def _remove_older_than_previous(run_dir: Path, step: int) -> None:
+    """Keep `step` and the newest older checkpoint that verifies; remove every other one (newer
+    ones too: they are what a resume from an older checkpoint left behind, corrupt ones)."""
+    steps = checkpoint_steps(run_dir)
+    previous = next((s for s in steps if s < step and _verified(run_dir, s)), None)
+    for old in steps:
+        if old not in (step, previous):
             for path in _paths(run_dir, old):
                 path.unlink(missing_ok=True)
 
@@ -62,21 +91,31 @@ def _verified(run_dir: Path, step: int) -> bool:
     pt, checksum = _paths(run_dir, step)
     try:
         return file_digest(pt) == read_json(checksum)["sha256"]
-    except (FileNotFoundError, KeyError, ValueError):
+    except (OSError, KeyError, TypeError, ValueError):  # missing, unreadable, not a checksum
         return False
 
 
-def load_latest_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu"
-                           ) -> dict[str, Any] | None:
-    """The newest checkpoint that matches its checksum; None when the run has none."""
+def remove_checkpoint_temporaries(run_dir: Path) -> list[Path]:
+    """The temp files of checkpoint writes that a kill interrupted (see remove_temporaries)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    return remove_temporaries(folder) if folder.is_dir() else []
+
+
+def load_latest_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu", *,
+                           advice: str = RESTART_ADVICE) -> dict[str, Any] | None:
+    """The newest checkpoint that matches its checksum; None when the run has none. When there
+    are checkpoints and none verifies, a UserError ends with `advice` (what the caller's user
+    can do about it)."""
     steps = checkpoint_steps(run_dir)
     for step in steps:
         if _verified(run_dir, step):
             return torch.load(_paths(run_dir, step)[0], map_location=map_location,
                               weights_only=False)
-        print(f"warning: checkpoint of step {step} in {run_dir} fails its checksum "
-              "(interrupted write); trying an older one", file=sys.stderr)
+        print(f"warning: checkpoint of step {step} in {run_dir} does not match its checksum "
+              "(a write cut short, or a file corrupted since); trying an older one",
+              file=sys.stderr)
     if steps:
-        raise UserError(f"no checkpoint in {Path(run_dir) / CHECKPOINT_DIR} verifies; delete that "
-                        "folder to restart the run from scratch")
+        folder = Path(run_dir) / CHECKPOINT_DIR
+        raise UserError(f"none of the {len(steps)} checkpoint(s) in {folder} matches its "
+                        f"checksum; {advice.format(folder=folder)}")
     return None

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+TEMP_SUFFIX = ".tmp"
+
 
 def _default_file_mode() -> int:
     """0666 less the umask: what open() would have given (mkstemp's 0600 would hide results
@@ -23,7 +25,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call write(fh) on a temp file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.fchmod(fd, _default_file_mode())
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -58,3 +60,15 @@ def file_digest(path: Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> 
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Delete the temp files that atomic writes killed mid-write left in `folder` (not below it);
+    returns them. Only for a folder no other process is writing to (a run directory whose
+    training lock the caller holds)."""
+    removed = []
+    for path in sorted(Path(folder).glob(f".*{TEMP_SUFFIX}")):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -9,7 +9,8 @@ Schema (DESIGN.md "The result record"); optional keys are absent or null when no
      "status": "complete" | "running" | "failed" | "unavailable",
      "reason": str | None,                       # why failed / unavailable
      "failure": {"step", "epoch", "reason"} | None,
-     "progress": {"epochs", "epochs_planned", "epochs_total", "steps", "steps_planned", "stage"},
+     "progress": {"epochs", "epochs_planned", "epochs_total", "steps", "steps_planned", "stage",
+                  "resumed_from": [the checkpoint step of every resume, in order]},
      "metrics": {"test_nll", "test_nll_se", "train_nll", "train_nll_se", "train_eval_n",
                  "active_units": [per layer, bottom first], "unit_variances": [[...], ...],
                  "test_nll_pruned", "eval_k", "eval_n"},
@@ -19,7 +20,7 @@ Schema (DESIGN.md "The result record"); optional keys are absent or null when no
      "environment": {"package_version", "torch", "python", "device", "git_commit",
                      "dataset_sha256": {relpath: sha256},
                      "dataset_catalogue": "built-in" | path of a data folder's catalogue.json,
-                     "execution": {"numerics": "exact" | "fast" | "mixed", "group_size",
+                     "execution": {"numerics": "exact" | "fast" | "mixed", "group_size", "threads",
                                    "compiled", "cuda_graphs", "tf32", "flush_denormal",
                                    "numerics_segments": [{"from_step", "numerics"}, ...]}},
      "timing": {"train_s", "eval_s"},
@@ -30,7 +31,8 @@ a cut run can never be mistaken for a reproduction; `epochs_planned` is where th
 stop. NLL values are positive nats (lower is better). `execution` says how the run was computed
 (benchmark.training.execution), which its id does not: "mixed" numerics when a run was resumed with
 other numerics than it started with, the segments saying which steps ran how ("unrecorded" for steps
-checkpointed before segments were recorded).
+checkpointed before segments were recorded). `threads` is the torch thread count the run was
+started with and resumed with, always (matmuls round differently on another count).
 """
 
 from __future__ import annotations
@@ -55,12 +57,14 @@ def write_result(run_dir: Path, record: dict[str, Any]) -> None:
 
 
 def load_result(run_dir: Path) -> dict[str, Any] | None:
-    """The record of one run, or None when the run has none yet (or it cannot be parsed)."""
+    """The record of one run, or None when the run has none yet or it is not a readable record:
+    cut short, not UTF-8, not a JSON object, not a file (benchmark.report lists those)."""
     path = Path(run_dir) / RESULT_FILE
     try:
-        return read_json(path)
-    except (FileNotFoundError, json.JSONDecodeError):
+        record = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return record if isinstance(record, dict) else None
 
 
 def iter_results(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:

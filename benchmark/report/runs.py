@@ -221,13 +221,17 @@ def load_runs(results_dir: Path) -> list[Run]:
 
 
 def unreadable_records(results_dir: Path) -> list[tuple[Path, str]]:
-    """result.json files that do not parse (iter_results skips them): (run_dir, why)."""
+    """result.json files that are not records (iter_results skips them): (run_dir, why)."""
     found = []
     for path in sorted(Path(results_dir).glob(f"**/{RESULT_FILE}")):
         try:
-            read_json(path)
+            record = read_json(path)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             found.append((path.parent, f"unreadable {RESULT_FILE}: {err}"))
+            continue
+        if not isinstance(record, dict):
+            found.append((path.parent, f"unreadable {RESULT_FILE}: a JSON "
+                                       f"{type(record).__name__}, not a record"))
     return found
 
 

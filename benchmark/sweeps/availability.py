@@ -59,4 +59,8 @@ def record_unselected_unavailable(grid: str, options: SweepOptions, plan: list[P
             of_data = [run for run in others if run.config.data == name]
             print(f"not selected, and unavailable: {name} ({len(of_data)} run(s) recorded as "
                   f"unavailable): {reason}", file=sys.stderr, flush=True)
-            record_unavailable(of_data, reason)
+            try:
+                record_unavailable(of_data, reason)
+            except OSError as err:  # only a note for the report: never a reason to stop
+                print(f"warning: could not record them ({err.strerror}: {err.filename}); the "
+                      "report will show them as not run", file=sys.stderr, flush=True)

@@ -55,6 +55,8 @@ def sweep_command(args: argparse.Namespace) -> int:
     """The `sweep` subcommand (see the module docstring); returns the exit status."""
     if args.grid not in GRIDS:
         raise UserError(f"unknown grid {args.grid!r}; choose one of {', '.join(GRIDS)}")
+    if args.results.exists() and not args.results.is_dir():
+        raise UserError(f"--results {args.results} is a file, not a folder; choose a folder")
     options = options_from_args(args)
     plan = expand_grid(args.grid, options, args.results)
 

@@ -7,7 +7,8 @@ benchmark.sweeps.grids for the grids and ids). On every call:
   - a partial run is handed to the trainer again, which resumes it from its newest checkpoint;
   - a run that fails (status "failed", or an exception) is retried once, alone, then reported,
     and the sweep goes on with the rest;
-  - a run whose directory another live sweep has locked is skipped with a message;
+  - a run whose directory another live sweep has locked, or that a process is training, is
+    skipped with a message (and counted complete at the end if that other sweep completed it);
   - a data condition whose files are missing or unverified is checked once, reported once, and
     each of its runs is recorded with status "unavailable" and the reason.
 The exit status is 0 when every run ends complete or unavailable, 1 otherwise (one summary line).
@@ -50,6 +51,7 @@ from benchmark.sweeps.run_state import (
     check_recorded_configs,
     is_complete,
     merged_record,
+    recorded_threads,
     steps_done_before,
 )
 from benchmark.sweeps.tasks import (
@@ -186,7 +188,7 @@ class SweepLoop:
         return self.formed.popleft() if self.formed else None
 
     def form_groups(self, ready: list[PlannedRun]) -> list[list[PlannedRun]]:
-        groups = group_runs(ready, self.executor.capacity)
+        groups = group_runs(ready, self.executor.capacity, apart=recorded_threads)
         largest = max(len(group) for group in groups)
         self.display.line(f"{len(ready)} run(s) ready: {len(groups)} task(s) of up to {largest} "
                           f"compatible run(s) (same layers, k, fidelity, device)", error=True)
@@ -395,6 +397,17 @@ def run_sweep(grid: str, plan: list[PlannedRun], *, data_dir: Path,
         SweepLoop(todo, executor, runners, Path(data_dir), display, report, state).run()
     finally:
         display.close()
+    count_runs_finished_elsewhere(todo, state, report)
     return report
+
+
+def count_runs_finished_elsewhere(runs: list[PlannedRun], state: dict[Path, str],
+                                  report: SweepReport) -> None:
+    """A run skipped as locked that another sweep has completed meanwhile is complete."""
+    for run in runs:
+        if state.get(run.run_dir) == "locked" and is_complete(run):
+            state[run.run_dir] = "complete"
+            report.locked.pop(run.label, None)
+            report.complete.append(run.label)
 
 

@@ -17,9 +17,11 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import queue
+from multiprocessing.managers import SyncManager
 from typing import Any, Protocol
 
 from benchmark.errors import UserError
+from benchmark.sweeps.orphans import die_with_parent
 from benchmark.sweeps.tasks import ProgressItem, Task, TaskOutcome, execute_task
 
 RAY_MISSING = "the ray executor needs Ray: pip install 'iwae-benchmark[ray]'"
@@ -99,13 +101,16 @@ class InlineExecutor:
 
 
 class LocalExecutor:
-    """A process pool on this machine (spawn: torch and fork do not mix)."""
+    """A process pool on this machine (spawn: torch and fork do not mix). Its processes (the
+    workers and the progress queue's manager) die with the driver, however it ends
+    (benchmark.sweeps.orphans): a SIGKILLed sweep leaves nothing training behind."""
 
     def __init__(self, workers: int, threads_per_task: int) -> None:
         self.capacity = workers
         self.threads_per_task = threads_per_task
         self._context = multiprocessing.get_context("spawn")
-        self._manager = self._context.Manager()
+        self._manager = SyncManager(ctx=self._context)
+        self._manager.start(die_with_parent, (os.getpid(),))
         self._queue = self._manager.Queue()
         self._pool: cf.ProcessPoolExecutor | None = None
         self._futures: dict[cf.Future, str] = {}
@@ -113,7 +118,9 @@ class LocalExecutor:
     def _ensure_pool(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(max_workers=self.capacity,
-                                                mp_context=self._context)
+                                                mp_context=self._context,
+                                                initializer=die_with_parent,
+                                                initargs=(os.getpid(),))
         return self._pool
 
     def progress_channel(self) -> Any:

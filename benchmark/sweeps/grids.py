@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from benchmark.config import RunConfig, run_id
 from benchmark.errors import UserError
@@ -146,31 +145,6 @@ def expand_grid(grid: str, options: SweepOptions, results_dir: Path) -> list[Pla
     return expand_cells(grid, options, results_dir)
 
 
-# Fields that define what a run is. `device` only says where it runs, so a run trained on a GPU
-# is the same run as one asked for with --device auto.
-IDENTITY_FIELDS = ("data", "model", "k", "layers", "seed", "fidelity", "schedule", "stages",
-                   "epochs", "steps")
-
-
-def identity_of(config: RunConfig) -> dict[str, Any]:
-    ident: dict[str, Any] = {name: getattr(config, name) for name in IDENTITY_FIELDS}
-    ident["eval_k"] = config.effective_eval_k
-    ident["eval_n"] = config.effective_eval_n
-    # The base run by its id: the results folder may be reached by another path next time.
-    ident["init_from"] = Path(config.init_from).name if config.init_from else None
-    return ident
-
-
-def config_differences(recorded: dict[str, Any], requested: RunConfig) -> list[str]:
-    """'field: recorded -> requested' for every identity field that differs."""
-    try:
-        recorded_config = RunConfig.from_dict(recorded)
-    except (UserError, TypeError) as err:
-        return [f"unreadable config ({err})"]
-    old, new = identity_of(recorded_config), identity_of(requested)
-    return [f"{name}: {old[name]!r} -> {new[name]!r}" for name in new if old[name] != new[name]]
-
-
 def max_group_members(n_runs: int, workers: int) -> int:
     """The largest group that still lets `n_runs` ready runs keep `workers` workers busy.
 
@@ -195,16 +169,19 @@ def even_pieces(indices: list[int], max_members: int) -> list[list[int]]:
     return pieces
 
 
-def group_runs(runs: Sequence[PlannedRun], workers: int) -> list[list[PlannedRun]]:
+def group_runs(runs: Sequence[PlannedRun], workers: int,
+               apart: Callable[[PlannedRun], Hashable] = lambda run: None
+               ) -> list[list[PlannedRun]]:
     """`runs` (all ready to train) partitioned into groups to train together, in plan order.
 
     Runs of different sweep directories are never grouped: train_group records one sweep name
     for all its members (binarization's mnist-dynamic runs live in table1, mnist-fixed ones in
-    binarization)."""
+    binarization). Nor are runs for which `apart` differs (the driver: the thread count a
+    partial run was started with, which it keeps)."""
     cap = max_group_members(len(runs), workers)
     groups: list[list[PlannedRun]] = []
-    for sweep in dict.fromkeys(run.sweep for run in runs):
-        of_sweep = [run for run in runs if run.sweep == sweep]
+    for sweep, kept_apart in dict.fromkeys((run.sweep, apart(run)) for run in runs):
+        of_sweep = [run for run in runs if run.sweep == sweep and apart(run) == kept_apart]
         for indices in split_into_groups([run.config for run in of_sweep]):
             groups.extend([of_sweep[i] for i in piece] for piece in even_pieces(indices, cap))
     return groups

@@ -3,9 +3,12 @@
 The lock is a file, `<run_dir>/.sweep.lock`, created atomically with O_CREAT | O_EXCL and holding
 the owner's pid, hostname, start time and a random token. It is advisory: only sweeps look at it.
 
-A lock whose owner is a dead process on this host is stale and is taken over. A lock held by a
-process on another host cannot be checked from here, so it is always respected; if that host is
-gone for good, delete the file by hand (the message says where it is).
+A lock whose owner is a dead process on this host is stale and is taken over, unless some process
+still trains the run (it holds the run's training lock, benchmark.records.training_lock: a worker
+of a sweep killed without a chance to stop it). A run that a process trains is never taken, lock
+file or not. A lock held by a process on another host cannot be checked from here, so it is
+always respected; if that host is gone for good, delete the file by hand (the message says where
+it is).
 
 Taking over a stale lock happens under a short-lived `filelock` on `<run_dir>/.sweep.lock.guard`,
 so that two sweeps finding the same stale lock cannot both decide to take it over.
@@ -23,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import filelock
+
+from benchmark.records import TRAINING_LOCK_FILE, TrainingLock, is_being_trained
 
 LOCK_FILE = ".sweep.lock"
 GUARD_FILE = ".sweep.lock.guard"
@@ -104,6 +109,7 @@ class RunDirLock:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_FILE
         self.holder: LockInfo | None = None
+        self.trainer_pid: int | None = None  # set when a process is found training the run
         self._owner: LockInfo | None = None
 
     @property
@@ -116,10 +122,15 @@ class RunDirLock:
             return True
         self.run_dir.mkdir(parents=True, exist_ok=True)
         owner = current_owner()
-        if create_lock_file(self.path, owner) or self._take_over_if_stale(owner):
-            self._owner, self.holder = owner, owner
-            return True
-        return False
+        if not (create_lock_file(self.path, owner) or self._take_over_if_stale(owner)):
+            return False
+        self._owner, self.holder = owner, owner
+        trainer = TrainingLock(self.run_dir)
+        if is_being_trained(self.run_dir):  # e.g. by `train --out` there, or an orphaned worker
+            self.release()
+            self.trainer_pid = trainer.holder_pid() or 0
+            return False
+        return True
 
     def _take_over_if_stale(self, owner: LockInfo) -> bool:
         with filelock.FileLock(str(self.run_dir / GUARD_FILE), timeout=30):
@@ -145,6 +156,9 @@ class RunDirLock:
         self._owner = None
 
     def describe_holder(self) -> str:
+        if self.trainer_pid is not None:
+            who = f"process {self.trainer_pid}" if self.trainer_pid else "another process"
+            return f"being trained by {who} ({self.run_dir / TRAINING_LOCK_FILE})"
         who = self.holder.describe() if self.holder else "an unknown process"
         return f"locked by {who} ({self.path})"
 

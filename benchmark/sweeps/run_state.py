@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from benchmark.config import config_differences
 from benchmark.errors import UserError
 from benchmark.records import load_result, write_result
-from benchmark.sweeps.grids import PlannedRun, config_differences
+from benchmark.sweeps.grids import PlannedRun
 from benchmark.sweeps.locks import RunDirLock
 
 
@@ -40,6 +41,15 @@ def steps_done_before(run: PlannedRun) -> int:
     return int(steps) if isinstance(steps, int | float) else 0
 
 
+def recorded_threads(run: PlannedRun) -> int | None:
+    """The torch thread count a partial run was started with (its record's execution block),
+    which the trainer keeps for the run's life; None for a run not started."""
+    record = load_result(run.run_dir) or {}
+    execution = (record.get("environment") or {}).get("execution") or {}
+    threads = execution.get("threads") if isinstance(execution, dict) else None
+    return threads if isinstance(threads, int) else None
+
+
 def merged_record(run: PlannedRun, status: str, reason: str) -> dict[str, Any]:
     """The run's existing record (progress kept) with a new status and reason."""
     record = dict(load_result(run.run_dir) or {})
@@ -50,6 +60,9 @@ def merged_record(run: PlannedRun, status: str, reason: str) -> dict[str, Any]:
 
 def record_unavailable(runs: list[PlannedRun], reason: str) -> None:
     for run in runs:
+        record = load_result(run.run_dir) or {}
+        if record.get("status") == "unavailable" and record.get("reason") == reason:
+            continue  # already says so: a results folder that cannot be written stays usable
         with RunDirLock(run.run_dir) as lock:
             if lock.acquire():  # a live sweep training it elsewhere keeps its record
                 write_result(run.run_dir, merged_record(run, "unavailable", reason))

@@ -48,10 +48,12 @@ class Member:
     step: int = 0
     train_seconds: float = 0.0
     curve: list[CurveRow] = field(default_factory=list)
-    bound_sum: float = 0.0
+    bound_sum: float = 0.0  # the training bounds since the last curve row, summed
     bound_count: int = 0
     last_checkpoint: float = 0.0
     numerics_segments: list[dict[str, Any]] | None = None  # execution.numerics_segments
+    threads: int | None = None  # torch threads, fixed for the run's life (None: not started)
+    resumed_from: list[int] = field(default_factory=list)  # the checkpoint steps resumed from
     record: dict[str, Any] | None = None  # the final record once the member has left
 
     @property
@@ -122,7 +124,11 @@ class StackedState:
             },
             "train_seconds": member.train_seconds,
             "curve": [row.as_dict() for row in member.curve],
+            "bound_sum": member.bound_sum,
+            "bound_count": member.bound_count,
             "numerics_segments": member.numerics_segments,
+            "threads": member.threads,
+            "resumed_from": list(member.resumed_from),
         }
 
     @torch.no_grad()
@@ -146,11 +152,25 @@ class StackedState:
             if rng.get("cuda") is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])
             np.random.set_state(rng["numpy"])
-        if position:
+        if position:  # (.get: checkpoints written before these keys existed lack them)
             member.step = int(payload["step"])
             member.train_seconds = float(payload["train_seconds"])
             member.curve = [CurveRow(**row) for row in payload["curve"]]
+            member.bound_sum = float(payload.get("bound_sum", 0.0))
+            member.bound_count = int(payload.get("bound_count", 0))
             member.numerics_segments = payload.get("numerics_segments")
+            member.threads = payload.get("threads")
+            member.resumed_from = [*payload.get("resumed_from", []), member.step]
+
+    def nonfinite_parameter(self, i: int) -> str | None:
+        """The name of a parameter of member i holding a NaN or an infinity, or None: one host
+        sync for all of them, so it can run before every checkpoint."""
+        params = list(self.model.named_parameters())
+        with torch.no_grad():
+            finite = torch.stack([torch.isfinite(p[i]).all() for _, p in params])
+            if bool(finite.all()):
+                return None
+        return params[int((~finite).nonzero()[0])][0]
 
     # --- members leaving ------------------------------------------------------------------------
     @torch.no_grad()

@@ -16,9 +16,10 @@ finite state.
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,14 @@ import torch
 from tqdm import tqdm
 
 from benchmark.config import RunConfig
+from benchmark.errors import UserError
 from benchmark.evaluation import evaluate_members, fresh_generators, log_likelihood_estimates
 from benchmark.models import bound
 from benchmark.records import (
     CurveRow,
+    TrainingLock,
     load_result,
+    remove_temporaries,
     resolve_device,
     save_checkpoint,
     write_curves,
@@ -109,32 +113,110 @@ def train_group(
     data = DataCache(Path(data_dir), device)
     records: list[dict | None] = [None] * len(configs)
     members, positions = [], []
-    for i, (config, run_dir, rid) in enumerate(zip(configs, run_dirs, run_ids, strict=True)):
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        check_run_dir(run_dir, config)
-        existing = load_result(run_dir)
-        if existing is not None and existing.get("status") == "complete":
-            records[i] = existing
-            continue
-        members.append(new_member(config, run_dir, rid, sweep, data, device, options,
-                                   len(configs)))
-        positions.append(i)
-    if members:
-        state = StackedState.fresh(members, device, fused=options.numerics == "fast",
-                                   compile_cpu=options.compile_cpu)
-        for j, member in enumerate(members):
-            resume_member(state, j, member, device, single=len(members) == 1)
-            record_numerics(member, options.numerics)
-        with ExitStack() as stack:
+    with ExitStack() as stack:
+        for i, (config, run_dir, rid) in enumerate(zip(configs, run_dirs, run_ids, strict=True)):
+            run_dir = Path(run_dir)
+            stack.enter_context(training_lock(run_dir))
+            check_run_dir(run_dir, config)
+            existing = load_result(run_dir)
+            if existing is not None and existing.get("status") == "complete":
+                records[i] = existing
+                continue
+            remove_temporaries(run_dir)
+            members.append(new_member(config, run_dir, rid, sweep, data, device, options,
+                                      len(configs)))
+            positions.append(i)
+        if members:
+            state = StackedState.fresh(members, device, fused=options.numerics == "fast",
+                                       compile_cpu=options.compile_cpu)
+            for j, member in enumerate(members):
+                resume_member(state, j, member, device, single=len(members) == 1)
+                record_numerics(member, options.numerics)
+            threads = fix_thread_count(members)
+            if show_progress:
+                announce_resumes(members)
+            stack.enter_context(torch_threads(threads))
             stack.enter_context(flush_denormals(options.flush_denormal and device.type == "cpu"))
             stack.enter_context(matmul_precision(options.allow_tf32))
-            finished = _train_loop(state, members, show_progress, on_progress,
-                                   checkpoint_every_s, options)
-        for j, record in finished.items():
-            records[positions[j]] = record
+            try:
+                finished = _train_loop(state, members, show_progress, on_progress,
+                                       checkpoint_every_s, options)
+            except OSError as err:
+                record_write_failure(members, err)
+                raise
+            for j, record in finished.items():
+                records[positions[j]] = record
     assert all(record is not None for record in records)
     return records  # type: ignore[return-value]
+
+
+@contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Hold run_dir's training lock (benchmark.records.training_lock) for the block; a run
+    directory that another process is training is refused before anything is done."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file, not a run folder; choose another --out")
+    lock = TrainingLock(run_dir)
+    if not lock.acquire():
+        pid = lock.holder_pid()
+        who = f"process {pid}" if pid else "another process"
+        raise UserError(f"{run_dir} is being trained by {who} right now; wait for it to finish "
+                        "or stop it, then run this again")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def fix_thread_count(members: list[Member]) -> int:
+    """The torch thread count of the group: the one its resumed members were started with (a
+    run keeps one for its life: matmuls on another number of threads round differently, and a
+    resume would no longer be bit-identical), else this process's. Recorded on every member."""
+    recorded = sorted({m.threads for m in members if m.threads is not None})
+    if len(recorded) > 1:
+        raise UserError(f"these runs were started with different thread counts ({recorded}); "
+                        "train them in separate groups")
+    threads = recorded[0] if recorded else torch.get_num_threads()
+    for member in members:
+        member.threads = threads
+        member.common["env"]["execution"]["threads"] = threads
+    return threads
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def announce_resumes(members: list[Member]) -> None:
+    for member in members:
+        if member.resumed_from:
+            print(f"{member.run_dir}: resuming from its checkpoint of step {member.step} of "
+                  f"{member.plan.planned_steps} ({member.threads} thread(s), as it started)",
+                  file=sys.stderr, flush=True)
+
+
+def record_write_failure(members: list[Member], err: OSError) -> None:
+    """After a failed write (a full disk, a read-only folder), say so in each unfinished member's
+    record if the record can still be written; the next call resumes from the last checkpoint
+    either way (a record left "running" says the same)."""
+    for member in members:
+        if member.record is not None:
+            continue
+        reason = (f"could not write {err.filename or 'a file'} ({err.strerror or err}) at step "
+                  f"{member.step}; the last checkpoint is kept and the same command resumes "
+                  "from it")
+        failure = {"step": member.step, "epoch": member.step / member.plan.steps_per_epoch,
+                   "reason": reason}
+        try:
+            write_result(member.run_dir, _record(member, "failed", failure=failure))
+        except OSError:
+            pass  # the record keeps its last state: "running" at the last checkpoint
 
 
 def _make_step(state: StackedState, members: list[Member], options: ExecutionOptions
@@ -215,8 +297,7 @@ def _train_until_members_leave(state: StackedState, group: list[Member], step: C
             member.train_seconds += elapsed  # a group's members share its wall time
             failure = _failure(member, values[:, j], pending)
             if failure is not None:
-                records[active[j]] = _record(member, "failed", failure=failure)
-                write_result(member.run_dir, records[active[j]])
+                records[active[j]] = _final_record(member, "failed", failure=failure)
                 leaving.append(j)
                 continue
             member.bound_sum += float(values[:, j].sum())
@@ -231,8 +312,11 @@ def _train_until_members_leave(state: StackedState, group: list[Member], step: C
             member = group[j]
             due = time.monotonic() - member.last_checkpoint >= checkpoint_every_s
             if member.step in member.stage_end_points or member.done or due:
-                save_checkpoint(member.run_dir, state.payload(j, member))
-                member.last_checkpoint = time.monotonic()
+                failure = _checkpoint(state, j, member)
+                if failure is not None:
+                    records[active[j]] = _final_record(member, "failed", failure=failure)
+                    leaving.append(j)
+        healthy = [j for j in healthy if j not in leaving]
         finished = [j for j in healthy if group[j].done]
         if finished:
             bar.clear()  # the evaluation's own progress bars take the line
@@ -242,6 +326,22 @@ def _train_until_members_leave(state: StackedState, group: list[Member], step: C
             return [active[j] for j in sorted(leaving + finished)]
         pending = 0
         segment = time.perf_counter()
+
+
+def _checkpoint(state: StackedState, j: int, member: Member) -> dict | None:
+    """Save member j's checkpoint, and its record's progress with it (so that a record never
+    lags behind the checkpoint a resume will start from); or, when one of its parameters is no
+    longer finite (the bound checked at this point was computed before the last update), save
+    nothing and return the failure."""
+    name = state.nonfinite_parameter(j)
+    if name is not None:
+        return {"step": member.step, "epoch": member.step / member.plan.steps_per_epoch,
+                "reason": f"non-finite parameter {name} after step {member.step}; the last "
+                          "good checkpoint is kept"}
+    save_checkpoint(member.run_dir, state.payload(j, member))
+    write_result(member.run_dir, _record(member, "running"))
+    member.last_checkpoint = time.monotonic()
+    return None
 
 
 def _at_mark(member: Member) -> bool:
@@ -308,9 +408,8 @@ def _finish(state: StackedState, members: list[Member], active: list[int],
                                    fast=options.numerics == "fast")
         seconds = time.perf_counter() - started
         for i, (metrics, artifacts) in zip(group, results, strict=True):
-            records[i] = _record(members[i], "complete", metrics=metrics, artifacts=artifacts,
-                                 eval_seconds=seconds)
-            write_result(members[i].run_dir, records[i])
+            records[i] = _final_record(members[i], "complete", metrics=metrics,
+                                       artifacts=artifacts, eval_seconds=seconds)
     return records
 
 
@@ -324,6 +423,14 @@ def _without(state: StackedState, active: list[int], leaving: list[int]
 
 def _record(member: Member, status: str, **extra: Any) -> dict:
     return run_record(member.config, member.plan, member, status, **member.common, **extra)
+
+
+def _final_record(member: Member, status: str, **extra: Any) -> dict:
+    """Write and return the record a member leaves the group with."""
+    record = _record(member, status, **extra)
+    write_result(member.run_dir, record)
+    member.record = record
+    return record
 
 
 def _bar_label(members: list[Member]) -> str:

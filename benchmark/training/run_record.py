@@ -13,7 +13,8 @@ def run_record(config: RunConfig, plan: Plan, state: Any, status: str, *,
                run_id: str | None, sweep: str | None, env: dict, n_train: int,
                metrics: dict | None = None, failure: dict | None = None,
                eval_seconds: float | None = None, artifacts: dict | None = None) -> dict:
-    """The result record; `state` is anything with .step and .train_seconds (a Member)."""
+    """The result record; `state` is anything with .step and .train_seconds (a Member), and
+    .resumed_from (the checkpoint steps the run was resumed from, in order) when it has one."""
     stage = plan.stage_at(max(state.step - 1, 0)).index
     return {
         "run_id": run_id,
@@ -26,7 +27,8 @@ def run_record(config: RunConfig, plan: Plan, state: Any, status: str, *,
         "failure": failure,
         "progress": {"epochs": state.step / plan.steps_per_epoch,
                      "epochs_planned": plan.planned_epochs, "epochs_total": plan.epochs_total,
-                     "steps": state.step, "steps_planned": plan.planned_steps, "stage": stage},
+                     "steps": state.step, "steps_planned": plan.planned_steps, "stage": stage,
+                     "resumed_from": list(getattr(state, "resumed_from", []))},
         "metrics": metrics or {},
         "curves": "metrics.csv",
         "artifacts": artifacts or {},

@@ -4,13 +4,14 @@ or, for a continuation, started from its parent's final one."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from benchmark.config import RunConfig
+from benchmark.config import RunConfig, config_differences
 from benchmark.data import Dataset, load_dataset
 from benchmark.errors import UserError
 from benchmark.evaluation import (
@@ -21,11 +22,15 @@ from benchmark.evaluation import (
     random_subset,
 )
 from benchmark.records import (
+    CHECKPOINT_DIR,
+    LOST_MODEL_ADVICE,
+    RESULT_FILE,
     atomic_write_json,
     environment_record,
     load_latest_checkpoint,
     load_result,
     read_json,
+    remove_checkpoint_temporaries,
 )
 from benchmark.training.execution import ExecutionOptions, numerics_of, numerics_segments
 from benchmark.training.group import Member, StackedState, member_generators
@@ -49,25 +54,45 @@ def continuation_parent(config: RunConfig) -> dict[str, Any]:
         if getattr(parent, name) != getattr(config, name):
             raise UserError(f"--init-from {parent_dir}: its --{name} is {getattr(parent, name)}, "
                             f"this run's is {getattr(config, name)}; they must match")
-    payload = load_latest_checkpoint(parent_dir)
+    payload = load_latest_checkpoint(parent_dir, advice=LOST_MODEL_ADVICE)
     if payload is None:
         raise UserError(f"--init-from {parent_dir}: the run has no checkpoint to continue from")
     return payload
 
 
 def check_run_dir(run_dir: Path, config: RunConfig) -> None:
-    """A run directory belongs to one configuration; the device may change between resumes."""
+    """A run directory belongs to one configuration: its config.json, and the configuration in
+    any result.json found there, must be this run's (the device may change between resumes).
+    Leftovers of another run are refused before anything of theirs is used."""
     path = run_dir / CONFIG_FILE
     if path.exists():
-        existing = read_json(path)
+        try:
+            existing = read_json(path)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserError(f"{path} is not a readable run configuration ({err}); move it away "
+                            "or choose another --out") from err
+        if not isinstance(existing, dict):
+            existing = {}
         ours = config.to_dict()
         diff = sorted(key for key in ours if key != "device" and existing.get(key) != ours[key])
         if diff:
             details = ", ".join(f"{key}: {existing.get(key)!r} there, {ours[key]!r} here"
                                 for key in diff)
             raise UserError(f"{run_dir} holds a different run ({details}); choose another --out")
-    else:
+    record = load_result(run_dir)
+    if record is not None:
+        refuse_foreign(run_dir / RESULT_FILE, record.get("config"), config)
+    if not path.exists():
         atomic_write_json(path, config.to_dict())
+
+
+def refuse_foreign(path: Path, recorded: Any, config: RunConfig) -> None:
+    """UserError when the configuration stored in `path` (a record, a checkpoint) is not
+    config's."""
+    diffs = config_differences(recorded, config)
+    if diffs:
+        raise UserError(f"{path} belongs to another run ({'; '.join(diffs)}, there -> here); "
+                        "move it away or choose another --out")
 
 
 def log_steps(plan: Plan) -> list[int]:
@@ -131,9 +156,13 @@ def new_member(config: RunConfig, run_dir: Path, run_id: str | None, sweep: str 
 
 
 def resume_member(state: StackedState, i: int, member: Member, device: torch.device, single: bool
-            ) -> None:
+                  ) -> None:
+    """Member i from its newest verified checkpoint (refused when it holds another run), or a
+    continuation from its parent's final one; a fresh member is left as it is."""
+    remove_checkpoint_temporaries(member.run_dir)  # the caller holds the run's training lock
     checkpoint = load_latest_checkpoint(member.run_dir, map_location=device)
     if checkpoint is not None:
+        refuse_foreign(member.run_dir / CHECKPOINT_DIR, checkpoint.get("config"), member.config)
         state.restore(i, member, checkpoint, global_rng=single)
     elif member.config.init_from is not None:
         state.restore(i, member, continuation_parent(member.config), position=False,
