@@ -14,6 +14,8 @@ directory, so that they behave the same in this process, a spawned worker or a R
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -118,3 +120,99 @@ def write_complete_record(run_dir: Path, config: RunConfig, run_id: str, sweep: 
 def status_of(run_dir: Path) -> str | None:
     record = load_result(run_dir)
     return record.get("status") if record else None
+
+
+# --- slow stand-ins, for tests that signal a real sweep process (tests/sweep_process.py) ---------
+# They train as the real trainers do in the one respect those tests look at: each holds its run
+# directory's training lock while it "trains". While the file <results>/hold exists they wait,
+# so that a test can signal the sweep while they are in flight. Each run directory gets:
+#   worker.pid    the pid of the process training it
+#   training.log  "start PID", "end PID", and "OVERLAP PID" when a process that started
+#                 training the run earlier and never ended is still alive at a start
+HOLD_FILE = "hold"
+HOLD_LIMIT_S = 120.0
+SLOW_STEP_S = 0.3
+
+
+def process_is_running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan whose new parent does not reap it is one)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _unfinished_starters(log: Path) -> set[int]:
+    started: set[int] = set()
+    if log.exists():
+        for line in log.read_text().splitlines():
+            word, pid = line.split()
+            if word == "start":
+                started.add(int(pid))
+            elif word == "end":
+                started.discard(int(pid))
+    return started
+
+
+def _slow_begin(run_dir: Path) -> Any:
+    from benchmark.records import TrainingLock
+
+    lock = TrainingLock(run_dir)
+    if not lock.acquire():
+        raise RuntimeError(f"{run_dir} is being trained by process {lock.holder_pid()}")
+    log = run_dir / "training.log"
+    overlapping = [pid for pid in _unfinished_starters(log) if process_is_running(pid)]
+    with open(log, "a") as fh:
+        fh.writelines(f"OVERLAP {pid}\n" for pid in overlapping)
+        fh.write(f"start {os.getpid()}\n")
+    (run_dir / "worker.pid").write_text(str(os.getpid()))
+    return lock
+
+
+def _slow_wait(run_dirs: Sequence[Path]) -> None:
+    hold = run_dirs[0].parent.parent / HOLD_FILE
+    deadline = time.monotonic() + HOLD_LIMIT_S
+    time.sleep(SLOW_STEP_S)
+    while hold.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _slow_end(run_dir: Path, lock: Any) -> None:
+    with open(run_dir / "training.log", "a") as fh:
+        fh.write(f"end {os.getpid()}\n")
+    lock.release()
+
+
+def slow_train_run(config: RunConfig, run_dir: Path, data_dir: Path, *,
+                   run_id: str | None = None, sweep: str | None = None,
+                   on_progress: Callable[[int, int], None] | None = None, **kwargs: Any
+                   ) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = _slow_begin(run_dir)
+    begin(config, run_dir, run_id, sweep, f"run {run_id}")
+    _slow_wait([run_dir])
+    record = train_and_record(config, run_dir, run_id, sweep, on_progress)
+    _slow_end(run_dir, lock)
+    return record
+
+
+def slow_train_group(configs: Sequence[RunConfig], run_dirs: Sequence[Path], data_dir: Path, *,
+                     run_ids: Sequence[str | None] | None = None, sweep: str | None = None,
+                     on_progress: Callable[[int, int, int], None] | None = None, **kwargs: Any
+                     ) -> list[dict[str, Any]]:
+    dirs = [Path(d) for d in run_dirs]
+    ids = list(run_ids) if run_ids is not None else [None] * len(configs)
+    locks = []
+    for config, run_dir, run_id in zip(configs, dirs, ids, strict=True):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        locks.append(_slow_begin(run_dir))
+        begin(config, run_dir, run_id, sweep, "group " + " ".join(str(i) for i in ids))
+    _slow_wait(dirs)
+    records = [train_and_record(config, run_dir, run_id, sweep, member_progress(on_progress, i))
+               for i, (config, run_dir, run_id) in enumerate(zip(configs, dirs, ids,
+                                                                 strict=True))]
+    for run_dir, lock in zip(dirs, locks, strict=True):
+        _slow_end(run_dir, lock)
+    return records

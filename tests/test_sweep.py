@@ -24,7 +24,7 @@ from sweep_fakes import (
 
 from benchmark.config import RunConfig, config_differences
 from benchmark.errors import UserError
-from benchmark.records.results import load_result
+from benchmark.records.results import load_result, write_result
 from benchmark.sweeps.availability import record_unselected_unavailable
 from benchmark.sweeps.driver import SweepReport, run_sweep
 from benchmark.sweeps.executors import (
@@ -427,6 +427,59 @@ def test_group_size_keeps_every_worker_busy_and_no_more(tmp_path):
     binarization = expand_grid("binarization", SMOKE, tmp_path)
     assert all(len({run.sweep for run in group}) == 1 for group in group_runs(binarization, 1))
     assert sizes(binarization, 1) == [2] * 12
+
+
+def test_a_run_resumed_in_a_sweep_keeps_its_thread_count_apart(tmp_path):
+    """Partial runs started with different thread counts never share a group: a group has one
+    thread count, and each run must resume with the one it started with (issue 16 point 3)."""
+    plan = [run for run in mnist_dynamic_grid(tmp_path) if run.config.k == 5
+            and run.config.layers == 1]  # a VAE and an IWAE: one group when both are fresh
+    for run, threads in zip(plan, (1, 2), strict=True):
+        write_result(run.run_dir, {"config": run.config.to_dict(), "status": "running",
+                                   "environment": {"execution": {"threads": threads}}})
+    calls: list[list[RunConfig]] = []
+    report = sweep_inline("table1", plan, runner=must_not_run,
+                          group_runner=recording_group_runner(calls))
+    assert report.exit_code == 0
+    assert sorted(len(call) for call in calls) == [1, 1]
+
+
+# --- odd records and runs another sweep finished -----------------------------------------------
+
+@pytest.mark.parametrize("content", [b"\xff\xfe not UTF-8", b"[1, 2]", b'{"config": [1]}'])
+def test_an_unreadable_record_is_trained_over_not_a_crash(tmp_path, content):
+    plan = one_cell(tmp_path)
+    for run in plan:
+        run.run_dir.mkdir(parents=True)
+        (run.run_dir / "result.json").write_bytes(content)
+    report = sweep_inline("table1", plan)
+    assert report.exit_code == 0
+    assert all(status_of(run.run_dir) == "complete" for run in plan)
+
+
+def test_a_locked_run_that_the_other_sweep_completed_counts_as_complete(tmp_path):
+    """Two sweeps on one folder: a run skipped because the other holds it, and completed by the
+    other by the time this one ends, is complete, not a reason to exit 1 (issue 16 point 8)."""
+    plan = mnist_dynamic_grid(tmp_path)[:2]
+    mine, theirs = plan
+    write_lock(theirs.run_dir, os.getpid())  # the other sweep (alive: this very process)
+
+    def train_then_the_other_finishes(config, run_dir, data_dir, **kwargs):
+        record = fake_train_run(config, run_dir, data_dir, **kwargs)
+        write_complete_record(theirs.run_dir, theirs.config, theirs.run_id, theirs.sweep)
+        return record
+
+    report = sweep_inline("table1", plan, runner=train_then_the_other_finishes, group=False)
+    assert report.exit_code == 0, report.summary_line()
+    assert sorted(report.complete) == sorted([mine.label, theirs.label])
+    assert calls_of(theirs.run_dir) == []  # never trained here
+
+
+def test_a_locked_run_still_training_elsewhere_is_reported_locked(tmp_path):
+    plan = mnist_dynamic_grid(tmp_path)[:2]
+    write_lock(plan[1].run_dir, os.getpid())
+    report = sweep_inline("table1", plan, group=False)
+    assert report.exit_code == 1 and list(report.locked) == [plan[1].label]
 
 
 # --- unavailable data --------------------------------------------------------------------------

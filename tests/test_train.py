@@ -1,7 +1,9 @@
 """Training runs end to end on synthetic data: records, curves, resume, failure, continuation."""
 
+import csv
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -126,6 +128,96 @@ def test_continuation_keeps_the_adam_state(synthetic_data_dir, tmp_path):
                   tmp_path / "bad", synthetic_data_dir, show_progress=False)
 
 
+class Crash(Exception):
+    """Stands in for a kill between two checkpoints."""
+
+
+def curve_rows(run_dir: Path) -> list[dict]:
+    """metrics.csv without its wall-clock column, which no two runs share."""
+    with open(run_dir / "metrics.csv", newline="") as fh:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(fh)]
+
+
+def assert_same_state(whole: dict, resumed: dict) -> None:
+    """Bit-identical parameters and optimizer state (every moment, every step count)."""
+    assert whole["step"] == resumed["step"]
+    assert whole["model"].keys() == resumed["model"].keys()
+    for name in whole["model"]:
+        assert torch.equal(whole["model"][name], resumed["model"][name]), name
+    flat_whole, flat_resumed = leaves(whole["optimizer"]), leaves(resumed["optimizer"])
+    assert [path for path, _ in flat_whole] == [path for path, _ in flat_resumed]
+    for (path, a), (_, b) in zip(flat_whole, flat_resumed, strict=True):
+        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, path
+
+
+def leaves(tree, path: str = "") -> list[tuple[str, object]]:
+    """(path, value) of every leaf of nested dicts and lists."""
+    if isinstance(tree, dict):
+        return [leaf for key in sorted(tree, key=str)
+                for leaf in leaves(tree[key], f"{path}/{key}")]
+    if isinstance(tree, list | tuple):
+        return [leaf for i, item in enumerate(tree) for leaf in leaves(item, f"{path}/{i}")]
+    return [(path, tree)]
+
+
+def test_a_resume_continues_exactly_with_the_threads_it_started_with(
+        synthetic_data_dir, tmp_path, monkeypatch):
+    """Killed between checkpoints that fall between learning-curve rows, then resumed on more
+    threads: the run continues from its checkpoint, on the thread count it started with, and
+    ends bit-identical to the run never interrupted, learning curve included."""
+    # Host checks (and so checkpoints, at checkpoint_every_s=0) every 3 steps: in stage 2 (steps
+    # 20-65, curve rows at 31, 42, 54, 65) the checkpoints at 23, 26 and 29 fall between rows,
+    # with a part of the running training-bound sum behind the next row.
+    monkeypatch.setattr(train_module, "CHECK_EVERY", 3)
+    config = small(epochs=13)
+    threads = torch.get_num_threads()
+    real_make_step = train_module._make_step
+    seen_threads: set[int] = set()
+
+    def make_step(state, members, options):
+        step = real_make_step(state, members, options)
+
+        def observed(steps):
+            seen_threads.add(torch.get_num_threads())
+            if steps[0] == crash_at["step"]:
+                raise Crash
+            return step(steps)
+
+        return observed
+
+    crash_at = {"step": -1}
+    monkeypatch.setattr(train_module, "_make_step", make_step)
+    try:
+        torch.set_num_threads(1)
+        whole = train_run(config, tmp_path / "whole", synthetic_data_dir, show_progress=False,
+                          checkpoint_every_s=0.0)
+        crash_at["step"] = 30
+        with pytest.raises(Crash):
+            train_run(config, tmp_path / "killed", synthetic_data_dir, show_progress=False,
+                      checkpoint_every_s=0.0)
+        assert checkpoint_steps(tmp_path / "killed") == [29, 26]
+        interim = json.loads((tmp_path / "killed" / "result.json").read_text())
+        assert interim["status"] == "running" and interim["progress"]["steps"] == 29
+        assert interim["environment"]["execution"]["threads"] == 1
+
+        crash_at["step"] = -1
+        seen_threads.clear()
+        torch.set_num_threads(2)
+        resumed = train_run(config, tmp_path / "killed", synthetic_data_dir, show_progress=False,
+                            checkpoint_every_s=0.0)
+        assert seen_threads == {1}  # the run's thread count, not this process's
+        assert torch.get_num_threads() == 2  # and this process's given back afterwards
+    finally:
+        torch.set_num_threads(threads)
+    assert resumed["progress"]["resumed_from"] == [29]
+    assert whole["progress"]["resumed_from"] == []
+    assert resumed["environment"]["execution"]["threads"] == 1
+    assert resumed["metrics"] == whole["metrics"]
+    assert curve_rows(tmp_path / "killed") == curve_rows(tmp_path / "whole")
+    assert_same_state(load_latest_checkpoint(tmp_path / "whole"),
+                      load_latest_checkpoint(tmp_path / "killed"))
+
+
 def train_cli(data_dir: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "benchmark", "train", "--data", "mnist-dynamic",
             "--model", "iwae", "--k", "2", "--layers", "2", "--epochs", "121",
@@ -133,35 +225,44 @@ def train_cli(data_dir: Path, out: Path, *extra: str) -> list[str]:
             "--checkpoint-every", "0.001", *extra]
 
 
-def final_model(run_dir: Path) -> dict:
-    return load_latest_checkpoint(run_dir)["model"]
-
-
 @pytest.mark.slow
-def test_resume_after_sigkill_is_bit_identical(synthetic_data_dir, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(train_cli(synthetic_data_dir, tmp_path / "whole"), cwd=REPO, env=env,
+def test_resume_after_sigkill_at_a_random_moment_is_bit_identical(synthetic_data_dir, tmp_path):
+    """SIGKILL at a seeded random moment (possibly inside a checkpoint write), then the same
+    command on another thread count: the second process starts from the newest checkpoint that
+    verifies, on the thread count the run started with, and ends as the run never killed."""
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(train_cli(synthetic_data_dir, tmp_path / "whole"), cwd=REPO, env=one_thread,
                    check=True, capture_output=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(train_cli(synthetic_data_dir, killed), cwd=REPO, env=env,
+    kill_after = random.Random(16).randrange(20, 500)  # a step the newest checkpoint must pass
+    proc = subprocess.Popen(train_cli(synthetic_data_dir, killed), cwd=REPO, env=one_thread,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not [s for s in checkpoint_steps(killed) if s >= 20] and time.monotonic() < deadline:
+    deadline = time.monotonic() + 300
+    while not [s for s in checkpoint_steps(killed) if s >= kill_after]:
+        assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint to kill after"
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    steps_at_kill = checkpoint_steps(killed)
-    assert steps_at_kill and steps_at_kill[0] < 605, "the run finished before it was killed"
-    assert json.loads((killed / "result.json").read_text())["status"] == "running"
+    resume_step = load_latest_checkpoint(killed)["step"]
+    assert kill_after <= resume_step < 605, "the run finished before it was killed"
+    interim = json.loads((killed / "result.json").read_text())
+    assert interim["status"] == "running" and interim["progress"]["steps"] <= resume_step
 
-    subprocess.run(train_cli(synthetic_data_dir, killed), cwd=REPO, env=env, check=True,
-                   capture_output=True)
-    whole, resumed = final_model(tmp_path / "whole"), final_model(killed)
-    assert whole.keys() == resumed.keys()
-    for name in whole:
-        assert torch.equal(whole[name], resumed[name]), name
-    assert json.loads((killed / "result.json").read_text())["status"] == "complete"
+    two_threads = {**os.environ, "OMP_NUM_THREADS": "2"}
+    second = subprocess.run(train_cli(synthetic_data_dir, killed), cwd=REPO, env=two_threads,
+                            check=True, capture_output=True, text=True)
+    assert (f"resuming from its checkpoint of step {resume_step} of 605 (1 thread(s), as it "
+            "started)") in second.stderr
+    whole = json.loads((tmp_path / "whole" / "result.json").read_text())
+    resumed = json.loads((killed / "result.json").read_text())
+    assert resumed["status"] == "complete"
+    assert resumed["progress"]["resumed_from"] == [resume_step]
+    assert resumed["environment"]["execution"]["threads"] == 1
+    assert resumed["metrics"] == whole["metrics"]
+    assert curve_rows(killed) == curve_rows(tmp_path / "whole")  # no row missing or repeated
+    assert_same_state(load_latest_checkpoint(tmp_path / "whole"), load_latest_checkpoint(killed))
+    assert not list(killed.rglob("*.tmp"))
 
 
 def test_cli_errors_are_one_line(tmp_path):
