@@ -2,10 +2,11 @@
 
 grids.py defines the grids as data (table1, binarization, table2) and groups compatible runs;
 driver.py feeds tasks to an executor and settles what comes back; tasks.py is what a worker
-executes; executors.py runs tasks in a local process pool or on Ray, whose workers orphans.py
-makes die with their sweep; locks.py keeps two sweeps off one run; run_state.py and availability.py read the results folder and the data before
-anything trains; progress.py is the display; command.py is `python -m benchmark sweep`. It
-hands the report a results folder of one directory per run, each with its result record.
+executes; executors.py runs tasks in a local process pool or on Ray, whose workers orphans.py makes
+die with their sweep; locks.py keeps two sweeps off one run; run_state.py and availability.py read
+the results folder and the data before anything trains; progress.py is the display; command.py is
+`python -m benchmark sweep`. It hands the report a results folder of one directory per run, each
+with its result record.
 """
 
 from benchmark.exports import lazy_exports
