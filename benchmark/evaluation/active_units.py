@@ -14,14 +14,14 @@ ACTIVE_UNIT_THRESHOLD = 1e-2  # the paper's 10^-2 on the variance of the q-mean
 ACTIVE_UNIT_EXAMPLES = 500  # the first 500 training examples, as the authors' code
 
 
-@torch.no_grad()
 def unit_variances(model: IWAEModel, x: Tensor, generator: Generators = None
                    ) -> list[np.ndarray]:
     """Per stochastic layer (bottom first), the population variance over the examples of the
     posterior mean of each unit: A_u = Cov_x(E_q[u]). Layer 2 at one sampled h1. x: (M, N, 784);
     each result (M, d)."""
-    means = model.posterior_means(x, generator)
-    return [m.double().var(dim=1, unbiased=False).cpu().numpy() for m in means]
+    with torch.no_grad():
+        means = model.posterior_means(x, generator)
+        return [m.double().var(dim=1, unbiased=False).cpu().numpy() for m in means]
 
 
 def count_active_units(variances: list[np.ndarray], threshold: float = ACTIVE_UNIT_THRESHOLD

@@ -27,7 +27,6 @@ COMPILE_EVALUATION_ROWS = 20_000_000  # about a minute of CPU work: then compili
 COMPILED_VARIANTS = 64  # compiled graphs kept (shapes, masks); dynamo's default limit is 8
 
 
-@torch.no_grad()
 def log_likelihood_estimates(
     model: IWAEModel,
     x: Tensor,
@@ -52,28 +51,29 @@ def log_likelihood_estimates(
     COMPILE_EVALUATION_ROWS rows); the default computes piece by piece with the reference
     operations. Log-weights are float32; the log-mean-exp over the k samples is float64.
     """
-    M, N, _ = x.shape
-    batch, k_chunk = noise_layout(k, rows_per_chunk)
-    if fast:
-        rows = rows_per_pass or default_rows_per_pass(x.device, M)
-        per_pass = batch * max(1, rows // (M * k * batch))
-        forward = _fast_forward(x.device, M * N * k, compile_forward)
-    else:
-        rows, per_pass = 0, batch
-    estimates = []
-    for start in tqdm(range(0, N, per_pass), desc=f"L_{k}", unit="pass", leave=False,
-                      disable=not show_progress, mininterval=2.0):
-        xb = x[:, start:start + per_pass].contiguous()
+    with torch.no_grad():
+        M, N, _ = x.shape
+        batch, k_chunk = noise_layout(k, rows_per_chunk)
         if fast:
-            log_w = _fast_log_weights(model, xb, k, batch, k_chunk, generator, unit_masks, rows,
-                                      forward)
+            rows = rows_per_pass or default_rows_per_pass(x.device, M)
+            per_pass = batch * max(1, rows // (M * k * batch))
+            forward = _fast_forward(x.device, M * N * k, compile_forward)
         else:
-            pieces = [model.log_weights(xb, min(k_chunk, k - k_start), generator,
-                                        unit_masks).double()
-                      for k_start in range(0, k, k_chunk)]
-            log_w = torch.cat(pieces, dim=1)  # (M, k, b)
-        estimates.append(torch.logsumexp(log_w, dim=1) - math.log(k))
-    return torch.cat(estimates, dim=1).cpu().numpy()  # the one transfer to the host
+            rows, per_pass = 0, batch
+        estimates = []
+        for start in tqdm(range(0, N, per_pass), desc=f"L_{k}", unit="pass", leave=False,
+                          disable=not show_progress, mininterval=2.0):
+            xb = x[:, start:start + per_pass].contiguous()
+            if fast:
+                log_w = _fast_log_weights(model, xb, k, batch, k_chunk, generator, unit_masks, rows,
+                                          forward)
+            else:
+                pieces = [model.log_weights(xb, min(k_chunk, k - k_start), generator,
+                                            unit_masks).double()
+                          for k_start in range(0, k, k_chunk)]
+                log_w = torch.cat(pieces, dim=1)  # (M, k, b)
+            estimates.append(torch.logsumexp(log_w, dim=1) - math.log(k))
+        return torch.cat(estimates, dim=1).cpu().numpy()  # the one transfer to the host
 
 
 def noise_layout(k: int, rows_per_chunk: int) -> tuple[int, int]:

@@ -202,28 +202,28 @@ class IWAEModel(nn.Module):
         return [m for m in self.modules() if isinstance(m, StackedLinear)]
 
     # --- initialisation -------------------------------------------------------------------------
-    @torch.no_grad()
     def init_authors(self, output_bias: np.ndarray | None) -> None:
         """Fidelity `code`: Glorot-uniform weights, each Linear from its own RandomState(123)."""
-        for lin in self.linears():
-            w = torch.from_numpy(authors_weight(lin.n_in, lin.n_out))
-            lin.weight.copy_(w.expand_as(lin.weight))
-            lin.bias.zero_()
-        self._init_output_bias(output_bias)
+        with torch.no_grad():
+            for lin in self.linears():
+                w = torch.from_numpy(authors_weight(lin.n_in, lin.n_out))
+                lin.weight.copy_(w.expand_as(lin.weight))
+                lin.bias.zero_()
+            self._init_output_bias(output_bias)
 
-    @torch.no_grad()
     def init_glorot(self, generators: list[torch.Generator], output_bias: np.ndarray | None
                     ) -> None:
         """Fidelity `paper`: Glorot-uniform weights from one seeded generator per member."""
-        if len(generators) != self.members:
-            raise ValueError("one generator per member")
-        for lin in self.linears():
-            s = glorot_limit(lin.n_in, lin.n_out)
-            for m, gen in enumerate(generators):
-                u = torch.rand(lin.n_in, lin.n_out, generator=gen, dtype=torch.float32)
-                lin.weight[m].copy_(u * (2 * s) - s)
-            lin.bias.zero_()
-        self._init_output_bias(output_bias)
+        with torch.no_grad():
+            if len(generators) != self.members:
+                raise ValueError("one generator per member")
+            for lin in self.linears():
+                s = glorot_limit(lin.n_in, lin.n_out)
+                for m, gen in enumerate(generators):
+                    u = torch.rand(lin.n_in, lin.n_out, generator=gen, dtype=torch.float32)
+                    lin.weight[m].copy_(u * (2 * s) - s)
+                lin.bias.zero_()
+            self._init_output_bias(output_bias)
 
     def _init_output_bias(self, mean_pixel: np.ndarray | None) -> None:
         """Decoder output bias = logit(mean training pixel), as the authors did."""

@@ -30,31 +30,31 @@ class AuthorsAdam(torch.optim.Optimizer):
                  betas: tuple[float, float] = CODE_BETAS, eps: float = EPSILON) -> None:
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
 
-    @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - torch's signature
-        if closure is not None:
-            raise ValueError("AuthorsAdam does not take a closure")
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            beta1, beta2 = group["betas"]
-            m, v = [], []
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    state["m"] = torch.zeros_like(p)
-                    state["v"] = torch.ones_like(p)
-                    state["t"] = 1
-                m.append(state["m"])
-                v.append(state["v"])
-            t = self.state[params[0]]["t"]
-            alpha = authors_step_size(group["lr"], t, beta1, beta2)
-            authors_adam_update(params, [p.grad for p in params], m, v, alpha, beta1, beta2,
-                                group["eps"])
-            for p in params:
-                self.state[p]["t"] = t + 1
-        return None
+        with torch.no_grad():
+            if closure is not None:
+                raise ValueError("AuthorsAdam does not take a closure")
+            for group in self.param_groups:
+                params = [p for p in group["params"] if p.grad is not None]
+                if not params:
+                    continue
+                beta1, beta2 = group["betas"]
+                m, v = [], []
+                for p in params:
+                    state = self.state[p]
+                    if not state:
+                        state["m"] = torch.zeros_like(p)
+                        state["v"] = torch.ones_like(p)
+                        state["t"] = 1
+                    m.append(state["m"])
+                    v.append(state["v"])
+                t = self.state[params[0]]["t"]
+                alpha = authors_step_size(group["lr"], t, beta1, beta2)
+                authors_adam_update(params, [p.grad for p in params], m, v, alpha, beta1, beta2,
+                                    group["eps"])
+                for p in params:
+                    self.state[p]["t"] = t + 1
+            return None
 
 
 def authors_step_size(lr: float, t: int, beta1: float, beta2: float) -> float:

@@ -98,14 +98,14 @@ class MemberAdam:
     def set_learning_rates(self, lrs: Sequence[float]) -> None:
         self.lrs = [float(lr) for lr in lrs]
 
-    @torch.no_grad()
     def step(self) -> None:
-        if self.fused:
-            self.prepare_fused_step()
-            self.apply_fused_step()
-        else:
-            self._exact_step()
-        self.advance()
+        with torch.no_grad():
+            if self.fused:
+                self.prepare_fused_step()
+                self.apply_fused_step()
+            else:
+                self._exact_step()
+            self.advance()
 
     def advance(self) -> None:
         """Count one step taken by every member (the fused path calls this after a replay)."""
@@ -123,17 +123,17 @@ class MemberAdam:
         host = torch.tensor(rows, dtype=torch.float32).T.contiguous()  # (2, M)
         self.step_sizes.copy_(host, non_blocking=True)  # pageable source: staged, no sync
 
-    @torch.no_grad()
     def apply_fused_step(self) -> None:
         """The update from self.step_sizes: what a CUDA graph of the step captures."""
-        assert self._apply_fused is not None
-        grads = self._grads()
-        if self.variant == "code":
-            self._apply_fused(self.params, grads, self.m, self.v, self.step_sizes[0],
-                              self.beta1, self.beta2, self.eps)
-        else:
-            self._apply_fused(self.params, grads, self.m, self.v, self.step_sizes[0],
-                              self.step_sizes[1], self.beta1, self.beta2, self.eps)
+        with torch.no_grad():
+            assert self._apply_fused is not None
+            grads = self._grads()
+            if self.variant == "code":
+                self._apply_fused(self.params, grads, self.m, self.v, self.step_sizes[0],
+                                  self.beta1, self.beta2, self.eps)
+            else:
+                self._apply_fused(self.params, grads, self.m, self.v, self.step_sizes[0],
+                                  self.step_sizes[1], self.beta1, self.beta2, self.eps)
 
     def _grads(self) -> list[Tensor]:
         grads = [p.grad for p in self.params]
@@ -185,36 +185,36 @@ class MemberAdam:
         group.update(lr=self.lrs[i], params=list(range(len(self.params))))
         return {"state": state, "param_groups": [group]}
 
-    @torch.no_grad()
     def load_member_state_dict(self, i: int, saved: dict[str, Any]) -> None:
         """Member i takes the state a single-run optimizer saved (an empty state: fresh)."""
-        states = saved["state"]
-        if not states:
-            return
-        for j, (m, v) in enumerate(zip(self.m, self.v, strict=True)):
-            entry = states[j]
-            if self.variant == "code":
-                m[i].copy_(entry["m"][0])
-                v[i].copy_(entry["v"][0])
-            else:
-                m[i].copy_(entry["exp_avg"][0])
-                v[i].copy_(entry["exp_avg_sq"][0])
-        first = states[0]
-        self.taken[i] = int(first["t"]) - 1 if self.variant == "code" else int(first["step"])
-        self.lrs[i] = float(saved["param_groups"][0]["lr"])
+        with torch.no_grad():
+            states = saved["state"]
+            if not states:
+                return
+            for j, (m, v) in enumerate(zip(self.m, self.v, strict=True)):
+                entry = states[j]
+                if self.variant == "code":
+                    m[i].copy_(entry["m"][0])
+                    v[i].copy_(entry["v"][0])
+                else:
+                    m[i].copy_(entry["exp_avg"][0])
+                    v[i].copy_(entry["exp_avg_sq"][0])
+            first = states[0]
+            self.taken[i] = int(first["t"]) - 1 if self.variant == "code" else int(first["step"])
+            self.lrs[i] = float(saved["param_groups"][0]["lr"])
 
-    @torch.no_grad()
     def select(self, keep: Sequence[int], params: Sequence[Tensor]) -> MemberAdam:
         """The optimizer of a group made of the members `keep` (params: that group's)."""
-        out = MemberAdam(params, len(keep), self.variant, [self.lrs[i] for i in keep],
-                         fused=self.fused)
-        index = torch.tensor(list(keep), device=self.params[0].device)
-        for dst, src in ((out.m, self.m), (out.v, self.v)):
-            for d, s in zip(dst, src, strict=True):
-                d.copy_(s.index_select(0, index))
-        out.taken = [self.taken[i] for i in keep]
-        out._apply_fused = self._apply_fused  # keep what was compiled
-        return out
+        with torch.no_grad():
+            out = MemberAdam(params, len(keep), self.variant, [self.lrs[i] for i in keep],
+                             fused=self.fused)
+            index = torch.tensor(list(keep), device=self.params[0].device)
+            for dst, src in ((out.m, self.m), (out.v, self.v)):
+                for d, s in zip(dst, src, strict=True):
+                    d.copy_(s.index_select(0, index))
+            out.taken = [self.taken[i] for i in keep]
+            out._apply_fused = self._apply_fused  # keep what was compiled
+            return out
 
     def _param_group_template(self) -> dict[str, Any]:
         probe = make_optimizer(self.variant, [torch.zeros(1)], 1e-3)
