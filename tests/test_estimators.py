@@ -86,6 +86,7 @@ def test_exact_log_px_is_a_distribution(layers):
     assert abs(total.item()) < (1e-6 if layers == 1 else 1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layers,rows_per_chunk", [(1, 16384), (1, 700), (2, 16384)])
 def test_lk_rises_with_k_and_l5000_matches_exact(layers, rows_per_chunk):
     """rows_per_chunk 700 splits the 5000 samples of each image over several chunks."""
@@ -114,6 +115,12 @@ def test_lk_rises_with_k_and_l5000_matches_exact(layers, rows_per_chunk):
     err = est - exact.numpy()
     tolerance = s2 / (2 * k) + 6 * np.sqrt(s2 / k)
     assert np.all(np.abs(err) <= tolerance), (err, tolerance)
+    # The mean error over the 64 images: the images' estimates are independent, so it has
+    # expectation -mean(s^2)/(2k) and standard deviation sqrt(sum_i s_i^2/k)/64 (measured:
+    # about 9e-4 nats, with mean(s^2) about 0.24). Four of them (3.5e-3) let a constant shift
+    # of 0.005 nats in every log w fail, which the per-image band above lets through.
+    mean_sd = np.sqrt((s2 / k).sum()) / len(s2)
+    assert abs(err.mean() + (s2 / (2 * k)).mean()) <= 4 * mean_sd, (err.mean(), mean_sd)
     assert np.all(rel.mean(dim=0).numpy() == pytest.approx(1.0, abs=0.1))  # unbiased w/p
 
 
