@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install test bench lint fetch clean reproduce-table1 compare-binarization reproduce-table2 \
-	oracle-env oracle
+.PHONY: install test bench lint mutation fetch clean reproduce-table1 compare-binarization \
+	reproduce-table2 oracle-env oracle
 
 # Knobs of the reproduction targets, e.g. `make reproduce-table1 SCHEDULE=quick DATA=mnist-dynamic`.
 SCHEDULE ?= full
@@ -72,6 +72,14 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# Mutation testing of the numerical core ([tool.mutmut] in pyproject.toml); slow, not in CI.
+# MUTANTS narrows it, e.g. make mutation MUTANTS='benchmark.models.objectives.*'
+MUTANTS ?=
+mutation: install
+	rm -rf mutants
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run $(MUTANTS); status=$$?; \
+	$(BIN)/mutmut results; exit $$status
 
 fetch: install
 	$(BIN)/python -m benchmark fetch all
