@@ -98,10 +98,13 @@ def test_fast_numerics_stay_within_rounding_of_exact(synthetic_data_dir, tmp_pat
     for i, config in enumerate(configs):
         assert records[i]["environment"]["execution"]["numerics"] == "fast"
         exact = train_run(config, tmp_path / f"e{i}", synthetic_data_dir, show_progress=False)
+        # Measured: parameters within 1.2e-7, test NLLs within 4.8e-6 nats (of ~220). The fused
+        # head rounds log p(x|h) to about 1e-4 nats absolute (its docstring) and the NLL
+        # averages that over the 10 x 20 importance samples: 1e-4 bounds it with room.
         assert_same_params(final_params(tmp_path / f"f{i}"), final_params(tmp_path / f"e{i}"),
-                           atol=1e-5)
+                           atol=1e-6)
         assert records[i]["metrics"]["test_nll"] == pytest.approx(exact["metrics"]["test_nll"],
-                                                                  abs=1e-2)
+                                                                  abs=1e-4)
 
 
 @pytest.mark.slow

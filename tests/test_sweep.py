@@ -713,7 +713,10 @@ def test_grouped_runs_match_runs_trained_alone(tmp_path, synthetic_data_dir):
         nll[group] = {run_id: r["metrics"]["test_nll"] for run_id, r in records.items()}
     assert nll[True].keys() == nll[False].keys()
     for run_id, alone in nll[False].items():
-        assert nll[True][run_id] == pytest.approx(alone, rel=1e-4), run_id
+        # Measured: identical to the last bit (the exact numerics run each member's matmuls as
+        # its own slice of one bmm). 1e-9 nats still fails on any float32 reassociation
+        # (~1e-5 nats at 220) while leaving the float64 summary's rounding alone.
+        assert nll[True][run_id] == pytest.approx(alone, abs=1e-9), run_id
 
 
 @pytest.mark.slow

@@ -28,6 +28,10 @@ def test_200_steps_of_a_one_layer_vae_improve_the_test_bound(real_data_dir, tmp_
     assert record["status"] == "complete" and record["metrics"]["eval_n"] == 300
     assert record["environment"]["dataset_catalogue"] == "built-in"
     trained_nll = record["metrics"]["test_nll"]
-    # 200 steps at lr 1e-3 take a 1-layer VAE from ~206 nats to well below 170 (measured: ~140);
-    # 10 nats is many standard errors (about 2 nats over 300 images) from the initial model.
+    # Measured (this commit and the layout before it alike, to the last digit): 208.45 nats
+    # before, 196.09 after 200 steps of the code fidelity's Adam (its second moment starts at
+    # one, so the first steps are small), a gain of 12.4 nats with a standard error of 2.2 over
+    # the 300 images. Both numbers are deterministic here (fixed initialisation, seeded noise);
+    # 10 nats is what that measurement supports (a larger gain quoted earlier did not
+    # reproduce), and it still fails for a run that trains a tenth as fast.
     assert trained_nll < initial_nll - 10, (initial_nll, trained_nll)
