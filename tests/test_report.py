@@ -462,3 +462,38 @@ def test_grid_report_shows_only_that_grids_runs_and_tables(tmp_path):
 
     table2 = build_report(results, tmp_path / "t2", grid="table2").parent
     assert {p.name for p in (table2 / "tables" / "code").glob("*.csv")} == {"table2.csv"}
+
+
+def test_the_report_of_runs_the_trainer_really_wrote(tmp_path, synthetic_data_dir):
+    """Two smoke runs trained on synthetic data, their records written by the trainer itself
+    (not by hand), turned into a report: each run's measured NLL and active units appear in
+    Table 1 and in the list of runs, in every format, beside the published value."""
+    from benchmark.config import RunConfig, run_id
+    from benchmark.training.loop import train_run
+
+    results = tmp_path / "results"
+    records = {}
+    for model in ("vae", "iwae"):
+        config = RunConfig(data="mnist-dynamic", model=model, k=5, layers=1, schedule="smoke",
+                           steps=3, eval_k=4, eval_n=10)
+        name = run_id(config)
+        records[model] = train_run(config, results / "table1" / name, synthetic_data_dir,
+                                   run_id=name, sweep="table1", show_progress=False)
+        assert records[model]["status"] == "complete"
+    out = tmp_path / "report"
+    html = build_report(results, out, grid="table1").read_text(encoding="utf-8")
+
+    t1 = _csv(out, "code/table1")
+    row = t1[(t1["Dataset"] == "MNIST (dynamic)") & (t1["Layers"] == "1") & (t1["k"] == "5")]
+    row = row.iloc[0]
+    for model, column in (("vae", "VAE"), ("iwae", "IWAE")):
+        metrics = records[model]["metrics"]
+        assert row[f"{column} NLL"] == f"{metrics['test_nll']:.2f}"
+        assert row[f"{column} active units"] == str(metrics["active_units"][0])
+        assert row[f"{column} NLL verdict"] == ""  # a smoke run is never judged
+        assert f"{metrics['test_nll']:.2f}" in html
+    assert (row["VAE NLL published"], row["IWAE NLL published"]) == ("86.47", "85.54")
+    runs = _csv(out, "runs").set_index("Run")
+    for model in ("vae", "iwae"):
+        name = f"table1/{records[model]['run_id']}"
+        assert runs.loc[name, "Test NLL"].startswith(f"{records[model]['metrics']['test_nll']:.2f}")
