@@ -180,3 +180,15 @@ def test_training_loss_sums_or_averages_the_minibatch():
     per_example = torch.tensor([[1.0, 2.0, 3.0]])
     assert training_loss(per_example, "sum").item() == -6.0
     assert training_loss(per_example, "mean").item() == -2.0
+
+
+def test_each_members_loss_is_its_own_and_the_members_are_summed():
+    """A group's loss: member m's sum or mean over its own minibatch, added over members (so
+    that every member gets exactly the gradient it would get alone)."""
+    per_example = torch.tensor([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])
+    assert training_loss(per_example, "sum").item() == -66.0
+    assert training_loss(per_example, "mean").item() == -22.0
+    with pytest.raises(ValueError, match="unknown reduction 'median'"):
+        training_loss(per_example, "median")
+    with pytest.raises(ValueError, match="unknown objective 'nonsense'.*'vae', 'iwae'"):
+        bound("nonsense", per_example[:, :, None])
