@@ -76,3 +76,15 @@ def test_paper_fidelity_is_torch_adam_with_the_papers_settings():
     assert opt.param_groups[0]["betas"] == (0.9, 0.999) and opt.param_groups[0]["eps"] == 1e-4
     assert isinstance(make_optimizer("code", [p], 1e-3), AuthorsAdam)
     assert loss_reduction("code") == "sum" and loss_reduction("paper") == "mean"
+
+
+def test_authors_adam_steps_every_group_with_gradients_and_refuses_closures():
+    idle = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    busy = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    opt = AuthorsAdam([{"params": [idle]}, {"params": [busy]}], lr=0.1)
+    run_steps(opt, busy, [0.5, 0.5])  # the first group has no gradient: skipped, not the rest
+    assert busy.item() != 1.0 and idle.item() == 1.0 and not opt.state[idle]
+    with pytest.raises(ValueError, match="AuthorsAdam does not take a closure"):
+        opt.step(lambda: None)
+    with pytest.raises(ValueError, match="unknown fidelity 'other'"):
+        make_optimizer("other", [busy], 1e-3)

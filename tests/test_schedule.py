@@ -55,3 +55,27 @@ def test_bad_config_is_a_user_error():
         config(layers=3)
     with pytest.raises(UserError, match="--stages"):
         config(stages=9)
+
+
+def test_each_step_trains_at_its_own_stages_learning_rate():
+    """Surviving mutants of stage_at, protocol_stages and stage_ends showed these unchecked: the
+    first step of a stage already uses that stage's rate, a step past the plan stays in the last
+    stage, stage indices (the metrics.csv column) count from 0, and a cut at a stage end is a
+    stage end."""
+    plan = make_plan(config(), 59_600)
+    assert [s.index for s in plan.stages] == list(range(8))
+    assert plan.stage_at(0).lr == plan.stage_at(2979).lr == 1e-3
+    assert plan.stage_at(2980).index == 1 and plan.stage_at(2980).lr == 7.2e-4
+    assert plan.stage_at(10**9).index == 7
+    assert make_plan(config(stages=2), 59_600).stage_ends() == [2980, 11_920]
+    continuation = make_plan(config(init_from="results/table1/x"), 59_600)
+    assert continuation.stages[0].index == 0 and continuation.stage_at(0).lr == 1e-4
+
+
+def test_tiny_cuts_and_training_sets():
+    assert make_plan(config(epochs=1e-4), 59_600).planned_steps == 1  # never zero steps
+    assert make_plan(config(), 20).steps_per_epoch == 1  # one minibatch is enough
+    with pytest.raises(ValueError, match="19 examples is smaller than one minibatch"):
+        make_plan(config(), 19)
+    total = make_plan(config(), 59_600).epochs_total
+    assert isinstance(total, int) and total == 3280  # the record says 3280, not 3280.0
