@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install test bench lint mutation fetch clean reproduce-table1 compare-binarization \
-	reproduce-table2 oracle-env oracle
+.PHONY: install test bench lint mutation fetch clean doctor gpu-check reproduce-table1 \
+	compare-binarization reproduce-table2 oracle-env oracle
 
 # Knobs of the reproduction targets, e.g. `make reproduce-table1 SCHEDULE=quick DATA=mnist-dynamic`.
 SCHEDULE ?= full
@@ -19,6 +19,7 @@ DATA ?=
 RESULTS ?= results
 REPORTS ?= reports
 PY := $(BIN)/python -m benchmark
+GPU_CHECK_OUT ?= gpu-check
 SWEEP_FLAGS = --schedule $(SCHEDULE) --fidelity $(FIDELITY) --seeds $(SEEDS) \
 	--executor $(EXECUTOR) --device $(DEVICE) --numerics $(NUMERICS) --results $(RESULTS) \
 	$(if $(DATA),--data $(DATA))
@@ -84,16 +85,29 @@ mutation: install
 fetch: install
 	$(BIN)/python -m benchmark fetch all
 
+# This machine: torch, CUDA, device, threads, compiler; the CUDA-graph self-check and the CUDA
+# tests on a GPU; one step of every group kind timed; the targets' projected wall times.
+doctor: install
+	$(PY) doctor --device $(DEVICE) --numerics $(NUMERICS)
+
+# The GPU measurements (CUDA tests, doctor, TF32 on and off, the Table 1 grid's step time), for
+# a machine with a CUDA GPU and MNIST (fetched into $(IWAE_DATA_DIR) or datasets/).
+gpu-check: install
+	PYTHON=$(BIN)/python ./.ci/gpu-check $(GPU_CHECK_OUT)
+
 clean:
 	rm -rf $(VENV) $(ORACLE_ENV) .pytest_cache .benchmarks
 
 # install, fetch, sweep, report. A dataset that cannot be fetched is not fatal: the sweep records
 # its runs as unavailable and the report shows them so. The report is written even when runs
-# failed (it shows why); the target then still exits non-zero.
+# failed or none could start (it shows why); the target then still exits non-zero, with one
+# line saying so after the report's.
 define reproduce
 	-$(PY) fetch $(call datasets_for,$(or $(DATA),$(2)))
 	$(PY) sweep $(1) $(SWEEP_FLAGS); status=$$?; \
-	$(PY) report --results $(RESULTS) --grid $(1) --out $(REPORTS)/$(1) && exit $$status
+	$(PY) report --results $(RESULTS) --grid $(1) --out $(REPORTS)/$(1) || exit $$?; \
+	if [ $$status -ne 0 ]; then echo "make: the $(1) sweep exited with status $$status (its \
+	last line above says why); the report is in $(REPORTS)/$(1)" >&2; fi; exit $$status
 endef
 
 reproduce-table1: install

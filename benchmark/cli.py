@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-work", action="store_true", help="keep draws and snapshots")
     add_data_dir(p)
     p.add_argument("--results", type=Path, default=Path("results") / "oracle")
+    p = sub.add_parser("doctor", help="this machine: checks, step timings, projected wall times")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--numerics", choices=("exact", "fast"), default="exact",
+                   help="the numerics the make targets would run with (NUMERICS=...)")
+    p.add_argument("--seconds", type=positive_float, default=3.0,
+                   help="timed seconds per group kind and size (default 3)")
+    p.add_argument("--no-tests", action="store_true", help="on a GPU, skip the CUDA tests")
     return parser
 
 
@@ -196,6 +203,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from benchmark.sweeps import sweep_command
 
         return sweep_command(args)
+    if args.command == "doctor":
+        from benchmark.sweeps import doctor_command
+
+        return doctor_command(args)
     if args.command == "report":
         from benchmark.report import report_command
 

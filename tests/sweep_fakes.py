@@ -10,6 +10,8 @@ directory, so that they behave the same in this process, a spawned worker or a R
   fail_raise       N: raise on the first N calls (in a group: the whole group call raises)
   fail_status      N: return a "failed" record (non-finite loss) on the first N calls (in a
                    group: for that member only)
+fake_timer stands in for the cost model's timings (benchmark.sweeps.calibration.run_real_timer):
+the fake trainers take no time worth timing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from benchmark.config import RunConfig
 from benchmark.records.results import load_result, write_result
 
 FAKE_STEPS = 60
+FAKE_STEP_S = 0.01  # per member
+FAKE_ROW_S = 1e-6
 
 
 def calls_of(run_dir: Path) -> list[str]:
@@ -216,3 +220,12 @@ def slow_train_group(configs: Sequence[RunConfig], run_dirs: Sequence[Path], dat
     for run_dir, lock in zip(dirs, locks, strict=True):
         _slow_end(run_dir, lock)
     return records
+def fake_timer(steps: list[Any], evals: list[Any], options: Any, step_seconds: float,
+               eval_seconds: float) -> dict[str, Any]:
+    """Timings of the fake trainers: FAKE_STEP_S a step per member, FAKE_ROW_S an evaluated row."""
+    step_s: dict[str, dict[str, float]] = {}
+    for request in steps:
+        name = f"L{request.layers}-k{request.k}-{request.fidelity}"
+        step_s.setdefault(name, {})[str(request.members)] = FAKE_STEP_S * request.members
+    return {"step_s": step_s, "one_off_s": {}, "device": "cpu",
+            "eval_row_s": {f"L{r.layers}-k{r.eval_k}": FAKE_ROW_S for r in evals}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cuda_marks import needs_cuda
 
 from benchmark.data.binarization import (
     TEST_BINARIZATION_SEED,
@@ -151,7 +152,7 @@ def test_decoder_bias_mean_accumulates_in_float32_as_the_authors() -> None:
     assert (mean != np.mean(train, axis=0, dtype=np.float64).astype(np.float32)).any()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_cuda
 def test_dynamic_binarizer_on_cuda() -> None:
     p = gray_batch().cuda()
     b = DynamicBinarizer(0, "cuda")

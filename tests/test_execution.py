@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sweep_fakes import fake_train_group
+from sweep_fakes import fake_timer, fake_train_group
 
 from benchmark.cli import build_parser
 from benchmark.config import RunConfig
@@ -59,7 +59,7 @@ def test_a_sweep_hands_its_options_to_every_task(tmp_path):
         return fake_train_group(configs, run_dirs, data_dir, **kwargs)
 
     report = run_sweep("table1", plan, data_dir=Path("unused"), group_runner=group_runner,
-                       check_data=lambda name, d: None, options=FAST_EAGER,
+                       check_data=lambda name, d: None, options=FAST_EAGER, timer=fake_timer,
                        executor_factory=lambda n: InlineExecutor(), stream=io.StringIO(),
                        out=io.StringIO())
     assert report.exit_code == 0 and len(seen) == 6

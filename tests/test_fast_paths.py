@@ -6,6 +6,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from cuda_marks import needs_cuda
 
 from benchmark.config import RunConfig
 from benchmark.evaluation.inputs import evaluation_inputs
@@ -17,8 +18,6 @@ from benchmark.training.execution import ExecutionOptions
 from benchmark.training.loop import standalone_group_step
 from benchmark.training.optim import make_optimizer
 from benchmark.training.stacked_adam import MemberAdam
-
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def random_model(layers: int, members: int, seed: int = 0,

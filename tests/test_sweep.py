@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sweep_fakes import (
     calls_of,
+    fake_timer,
     fake_train_group,
     fake_train_run,
     status_of,
@@ -68,6 +69,7 @@ def sweep_inline(grid: str, plan: list[PlannedRun], runner: Callable[..., dict] 
                  ) -> SweepReport:
     return run_sweep(grid, plan, data_dir=Path("unused"), runner=runner,
                      group_runner=group_runner, group=group, check_data=check_data,
+                     timer=fake_timer,
                      executor_factory=lambda n: InlineExecutor(), stream=io.StringIO(),
                      out=io.StringIO())
 
@@ -578,6 +580,7 @@ def test_local_executor_two_workers_on_smoke_configs(tmp_path):
     err = io.StringIO()
     report = run_sweep("table1", plan, data_dir=tmp_path, runner=fake_train_run,
                        check_data=all_data_present, stream=err, out=io.StringIO(),
+                       timer=fake_timer,
                        executor_factory=lambda n: LocalExecutor(workers=2, threads_per_task=1))
     assert report.exit_code == 0 and len(report.complete) == 2
     assert all(status_of(run.run_dir) == "complete" for run in plan)
@@ -592,7 +595,7 @@ def test_local_executor_trains_groups_in_spawned_workers(tmp_path):
     err = io.StringIO()
     report = run_sweep("table1", plan, data_dir=tmp_path, runner=must_not_run,
                        group_runner=fake_train_group, check_data=all_data_present, stream=err,
-                       out=io.StringIO(),
+                       out=io.StringIO(), timer=fake_timer,
                        executor_factory=lambda n: LocalExecutor(workers=2, threads_per_task=1))
     assert report.exit_code == 0 and len(report.complete) == 4
     # 4 compatible runs on 2 workers: two groups of 2, one per worker
@@ -630,12 +633,15 @@ def test_cli_unknown_grid_exits_2(tmp_path):
     assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
-def test_cli_all_data_missing_records_unavailable_and_exits_0(tmp_path):
+def test_cli_all_data_missing_records_unavailable_and_exits_1(tmp_path):
     result = run_cli("table1", "--schedule", "smoke", "--data", "omniglot", "--results",
                      str(tmp_path / "results"), "--data-dir", str(tmp_path / "empty"),
                      cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "12 unavailable" in result.stdout
+    # not one selected run could start: a sweep that produced nothing does not succeed
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "sweep table1: 0 complete, 12 unavailable; none of the selected runs could start (their "
+        "data is missing: fetch it, e.g. `python -m benchmark fetch all`, and run again)")
     records = [load_result(p) for p in (tmp_path / "results" / "table1").iterdir()]
     # the 12 selected omniglot runs, and the grid's 12 unselected mnist-dynamic runs, whose data
     # is missing too: recorded so that a table1 report says why they are absent

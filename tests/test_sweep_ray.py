@@ -13,6 +13,7 @@ ray = pytest.importorskip("ray")
 
 from sweep_fakes import (  # noqa: E402
     calls_of,
+    fake_timer,
     fake_train_group,
     fake_train_run,
     status_of,
@@ -21,6 +22,7 @@ from sweep_fakes import (  # noqa: E402
 from synthetic import write_synthetic_raw  # noqa: E402
 
 from benchmark.records.results import load_result  # noqa: E402
+from benchmark.sweeps.calibration import run_real_timer  # noqa: E402
 from benchmark.sweeps.driver import run_sweep  # noqa: E402
 from benchmark.sweeps.executors import RayExecutor  # noqa: E402
 from benchmark.sweeps.grids import SweepOptions, expand_grid  # noqa: E402
@@ -49,9 +51,11 @@ def smoke_runs(results: Path, **options):
 
 
 def sweep_on_ray(plan, runner, group_runner, data_dir: Path, group: bool = True):
+    """With the real trainer, the cost model is timed on Ray too."""
     err = io.StringIO()
+    timer = fake_timer if runner is fake_train_run else run_real_timer
     report = run_sweep("table1", plan, data_dir=data_dir, runner=runner,
-                       group_runner=group_runner, group=group,
+                       group_runner=group_runner, group=group, timer=timer,
                        check_data=lambda name, data_dir: None, stream=err, out=io.StringIO(),
                        executor_factory=lambda n: RayExecutor(None, None, 0.0))
     return report, err.getvalue()
@@ -86,6 +90,7 @@ def test_ray_executor_with_the_real_trainer(local_ray, tmp_path):
     plan = smoke_runs(tmp_path / "results", steps=6, eval_k=4, eval_n=10, seeds=2)
     report, log = sweep_on_ray(plan, run_real_trainer, run_real_group_trainer, data_dir)
     assert report.exit_code == 0, log
+    assert "sweep table1: projected" in log and "step times timed now" in log
     for run in plan:
         record = load_result(run.run_dir)
         assert record["status"] == "complete" and record["run_id"] == run.run_id

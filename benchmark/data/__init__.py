@@ -10,6 +10,7 @@ minibatch, test sets once with TEST_BINARIZATION_SEED.
 from benchmark.exports import lazy_exports
 
 EXPORTS = {  # public name: the module of this package that defines it
+    "CONDITION_SIZES": "splits",
     "DATA_CONDITIONS": "splits",
     "Dataset": "splits",
     "DataUnavailable": "splits",

@@ -38,6 +38,10 @@ DATA_CONDITIONS = ("mnist-dynamic", "mnist-fixed", "omniglot")
 MNIST_VALID = 400
 OMNIGLOT_VALID = 1345
 OMNIGLOT_SHUFFLE_SEED = 123
+# (train, test) examples of each condition once split: what a cost projection needs without
+# loading the files (tests/test_data_real.py checks them against the real MNIST files)
+CONDITION_SIZES = MappingProxyType({"mnist-dynamic": (59_600, 10_000),
+                                    "mnist-fixed": (50_000, 10_000), "omniglot": (23_000, 8_070)})
 
 # Which dataset (fetch name) and which of its files each condition reads.
 CONDITION_DATASET = MappingProxyType({"mnist-dynamic": "mnist", "mnist-fixed": "binarized-mnist",

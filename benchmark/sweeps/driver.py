@@ -43,10 +43,14 @@ from typing import Any
 
 from benchmark.records import load_result, write_result
 from benchmark.sweeps.availability import DataCheck, check_data_available, split_unavailable
+from benchmark.sweeps.calibration import Timer, calibrate, run_real_timer
+from benchmark.sweeps.cost_model import project
+from benchmark.sweeps.eta import ModelEta
 from benchmark.sweeps.executors import Executor, describe_executor
 from benchmark.sweeps.grids import PlannedRun, group_runs
 from benchmark.sweeps.locks import RunDirLock
 from benchmark.sweeps.progress import SweepDisplay, finished_line
+from benchmark.sweeps.projection import faster_options, planned_tasks, projection_line
 from benchmark.sweeps.run_state import (
     check_recorded_configs,
     is_complete,
@@ -83,8 +87,15 @@ class SweepReport:
     blocked: dict[str, str] = field(default_factory=dict)
 
     @property
+    def none_could_start(self) -> bool:
+        """Runs were selected, and not one is complete or could even start (every data
+        condition missing, say): a target that produced nothing must not exit 0."""
+        return not self.complete and not (self.failed or self.locked or self.blocked) and bool(
+            self.unavailable)
+
+    @property
     def ok(self) -> bool:
-        return not (self.failed or self.locked or self.blocked)
+        return not (self.failed or self.locked or self.blocked or self.none_could_start)
 
     @property
     def exit_code(self) -> int:
@@ -98,7 +109,11 @@ class SweepReport:
                            ("not started (base run missing)", self.blocked)):
             if runs:
                 parts.append(f"{len(runs)} {name} ({', '.join(sorted(runs))})")
-        return f"sweep {self.grid}: " + ", ".join(parts)
+        line = f"sweep {self.grid}: " + ", ".join(parts)
+        if self.none_could_start:
+            line += ("; none of the selected runs could start (their data is missing: fetch it, "
+                     "e.g. `python -m benchmark fetch all`, and run again)")
+        return line
 
 
 @dataclass
@@ -269,6 +284,7 @@ class SweepLoop:
         self.in_flight[key] = attempts
         for attempt in attempts:
             self.display.run_started(attempt.key, attempt.run.run_id)
+        self.display.task_started(key, [attempt.key for attempt in attempts])
 
     def show_progress(self) -> None:
         for key, done, planned in self.executor.drain_progress():
@@ -284,6 +300,7 @@ class SweepLoop:
                 self.finish(attempt, load_result(attempt.run.run_dir))
             else:
                 self.settle(attempt, None, outcome, partners)
+        self.display.task_ended(outcome.key)  # after its runs are settled (finished or not)
 
     def settle(self, attempt: Attempt, record: dict[str, Any] | None, outcome: TaskOutcome,
                partners: list[str]) -> None:
@@ -359,12 +376,15 @@ def run_sweep(grid: str, plan: list[PlannedRun], *, data_dir: Path,
               executor_factory: ExecutorFactory, runner: Runner = run_real_trainer,
               group_runner: GroupRunner = run_real_group_trainer, group: bool = True,
               check_data: DataCheck = check_data_available,
-              options: ExecutionOptions | None = None,
+              options: ExecutionOptions | None = None, timer: Timer | None = run_real_timer,
               stream: Any = None, out: Any = None) -> SweepReport:
     """Train every run of the plan that is not complete yet; the report says how each ended.
 
     group: train compatible runs together with group_runner (retries use runner); False: every
-    run alone with runner (--no-group). options: how every task executes (--numerics, ...)."""
+    run alone with runner (--no-group). options: how every task executes (--numerics, ...).
+    timer: times the group kinds on the executor's workers for the projection printed before
+    training and for the ETA (benchmark.sweeps.calibration); None: no projection, and the ETA
+    extrapolates the measured step rate."""
     stream = stream or sys.stderr
     report = SweepReport(grid)
 
@@ -387,13 +407,18 @@ def run_sweep(grid: str, plan: list[PlannedRun], *, data_dir: Path,
     how = "compatible runs grouped" if group else "every run alone (--no-group)"
     say(f"sweep {grid}: {len(plan)} runs, {len(done)} complete, {len(todo)} to train; "
         f"{describe_executor(executor)}; {how}")
-    display = SweepDisplay(grid, total=len(done) + len(todo), already_done=len(done),
-                           stream=stream, out=out)
+    options = options or ExecutionOptions()
+    try:
+        eta = projected_eta(grid, todo, executor, options, timer, group, say)
+        display = SweepDisplay(grid, total=len(done) + len(todo), already_done=len(done),
+                               stream=stream, out=out, eta=eta)
+    except BaseException:
+        executor.close()
+        raise
     for run in todo:
         display.eta.expect(str(run.run_dir), steps_done_before(run))
     try:
-        runners = Runners(run=runner, group=group_runner if group else None,
-                          options=options or ExecutionOptions())
+        runners = Runners(run=runner, group=group_runner if group else None, options=options)
         SweepLoop(todo, executor, runners, Path(data_dir), display, report, state).run()
     finally:
         display.close()
@@ -409,5 +434,25 @@ def count_runs_finished_elsewhere(runs: list[PlannedRun], state: dict[Path, str]
             state[run.run_dir] = "complete"
             report.locked.pop(run.label, None)
             report.complete.append(run.label)
+def projected_eta(grid: str, todo: list[PlannedRun], executor: Executor,
+                  options: ExecutionOptions, timer: Timer | None, group: bool,
+                  say: Callable[[str], None]) -> ModelEta | None:
+    """Calibrate the cost model on the executor, print the projection line, and return the ETA
+    built on them (None: no model, the display falls back to the measured rate)."""
+    if timer is None:
+        return None
+    tasks = planned_tasks(todo, executor.capacity, group)
+    results = todo[0].run_dir.parents[1]  # <results>/<sweep>/<run-id>
+    model, why_not = calibrate(executor, tasks, options, timer, results,
+                               todo[0].config.device)
+    if model is None:
+        say(f"sweep {grid}: no projection: timing this machine failed ({why_not})")
+        return None
+    projection = project(model, tasks, executor.capacity)
+    name = type(executor).__name__.removesuffix("Executor").lower()
+    faster = faster_options(model, todo, executor.capacity, group, model.device, name,
+                            projection.seconds)
+    say(projection_line(grid, projection, model, faster))
+    return ModelEta(model, tasks, executor.capacity)
 
 

@@ -1,11 +1,11 @@
 """What a person watching a sweep sees: one bar for the sweep, one per running run, one line per
 finished run. Bars go to stderr; the finished-run lines go to stdout.
 
-The sweep's ETA comes from measured training steps, not from runs done: runs differ by two
-orders of magnitude in cost (k=50 vs k=1, MNIST vs OMNIGLOT epochs), so "runs per hour" says
-little. Every run reports (steps done, steps planned) while it trains; the aggregate rate of all
-runs in flight, applied to the steps still to do, gives the time left. Evaluation time is not
-counted, so the ETA is optimistic by the evaluations still to come.
+The sweep's ETA comes from benchmark.sweeps.eta.ModelEta: the cost model for the tasks not yet
+started, the measured step rate for the running ones. Without a cost model (its timing failed)
+it falls back to StepEta here: every run reports (steps done, steps planned) while it trains, and
+the aggregate rate of all runs in flight, applied to the steps still to do, gives the time left
+(optimistic when the cheap runs go first, and by the evaluations still to come).
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ class StepEta:
         run.done, run.planned = max(run.done, done), planned
         # A resumed run whose first report is below the recorded baseline restarted further back.
         run.baseline = min(run.baseline, run.done)
+
+    def task_started(self, task_key: str, run_keys: list[str]) -> None:
+        pass  # the measured rate does not care which runs share a task
+
+    def task_ended(self, task_key: str) -> None:
+        pass
 
     def finish(self, key: str) -> None:
         run = self.runs.setdefault(key, RunSteps())
@@ -114,10 +120,10 @@ class SweepDisplay:
     """The bars and lines of one sweep (driver side)."""
 
     def __init__(self, name: str, total: int, already_done: int, *, stream: TextIO | None = None,
-                 out: TextIO | None = None, eta: StepEta | None = None) -> None:
+                 out: TextIO | None = None, eta: Any = None) -> None:
         self._stream = stream or sys.stderr
         self._out = out or sys.stdout
-        self.eta = eta or StepEta()
+        self.eta = eta or StepEta()  # or benchmark.sweeps.eta.ModelEta: the same calls
         self._sweep_bar = tqdm(total=total, initial=already_done, desc=f"sweep {name}",
                                unit="run", position=0, file=self._stream, dynamic_ncols=True,
                                bar_format=SWEEP_BAR_FORMAT)
@@ -150,6 +156,13 @@ class SweepDisplay:
             bar.close()
         if counts_as_done:
             self._sweep_bar.update(1)
+        self._refresh_eta()
+
+    def task_started(self, task_key: str, run_keys: list[str]) -> None:
+        self.eta.task_started(task_key, run_keys)
+
+    def task_ended(self, task_key: str) -> None:
+        self.eta.task_ended(task_key)
         self._refresh_eta()
 
     def line(self, text: str, *, error: bool = False) -> None:

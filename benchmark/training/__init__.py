@@ -6,9 +6,12 @@ optimizer; step.py is one batched step (cuda_graph_step.py replays it as a CUDA 
 optim.py holds both Adams (the paper's and the authors' code's), stacked_adam.py the same over
 stacked members; schedule.py the 8-stage schedule and its cuts; minibatches.py the data order;
 ensemble.py which runs may share a group; execution.py and denormals.py how a group executes
-(numerics, CUDA graphs, TF32, flush-to-zero), never what it is; run_record.py the record a run
-writes; command.py is `python -m benchmark train`. It hands the sweeps a trainer that leaves,
-per run, checkpoints, a learning curve and a result record (benchmark.records).
+(numerics, CUDA graphs, TF32, flush-to-zero), never what it is; step_check.py chooses the step
+a group trains with and proves the CUDA-graph step against the eager one before trusting it;
+run_record.py the record a run writes; workload.py how much work a run is and timing.py how long
+a step takes here (for the sweeps' cost model); command.py is `python -m benchmark train`. It
+hands the sweeps a trainer that leaves, per run, checkpoints, a learning curve and a result
+record (benchmark.records).
 """
 
 from benchmark.exports import lazy_exports
@@ -33,6 +36,12 @@ EXPORTS = {  # public name: the module of this package that defines it
     "loss_reduction": "optim",
     "flush_denormals": "denormals",
     "train_command": "command",
+    "Workload": "workload",
+    "run_workload": "workload",
+    "time_group_step": "timing",
+    "time_evaluation_row": "timing",
+    "group_configs": "timing",
+    "synthetic_self_check": "timing",
 }
 __all__ = sorted(EXPORTS)
 __getattr__ = lazy_exports(__name__, EXPORTS)

@@ -54,6 +54,7 @@ class Member:
     numerics_segments: list[dict[str, Any]] | None = None  # execution.numerics_segments
     threads: int | None = None  # torch threads, fixed for the run's life (None: not started)
     resumed_from: list[int] = field(default_factory=list)  # the checkpoint steps resumed from
+    step_paths: list[dict[str, Any]] = field(default_factory=list)  # step_check.record_step_path
     record: dict[str, Any] | None = None  # the final record once the member has left
 
     @property
@@ -129,6 +130,7 @@ class StackedState:
             "numerics_segments": member.numerics_segments,
             "threads": member.threads,
             "resumed_from": list(member.resumed_from),
+            "step_paths": member.step_paths,
         }
 
     @torch.no_grad()
@@ -161,6 +163,7 @@ class StackedState:
             member.numerics_segments = payload.get("numerics_segments")
             member.threads = payload.get("threads")
             member.resumed_from = [*payload.get("resumed_from", []), member.step]
+            member.step_paths = [dict(e) for e in payload.get("step_paths") or []]
 
     def nonfinite_parameter(self, i: int) -> str | None:
         """The name of a parameter of member i holding a NaN or an infinity, or None: one host

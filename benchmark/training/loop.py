@@ -54,7 +54,8 @@ from benchmark.training.run_setup import (
     record_numerics,
     resume_member,
 )
-from benchmark.training.step import EagerStep, StepSpec, matmul_precision
+from benchmark.training.step import StepSpec, matmul_precision
+from benchmark.training.step_check import choose_step, record_step_path
 
 CHECK_EVERY = 100  # steps between host synchronisations (finiteness, progress bar)
 CURVE_SUBSET_K = 50
@@ -221,16 +222,15 @@ def record_write_failure(members: list[Member], err: OSError) -> None:
 
 def _make_step(state: StackedState, members: list[Member], options: ExecutionOptions
                ) -> Callable[[Sequence[int]], torch.Tensor]:
+    """The group's step: on a GPU the CUDA-graph step once it has proved itself on a copy of the
+    group (benchmark.training.step_check), else eager; the choice goes into every record."""
     configs = [m.config for m in members]
     spec = StepSpec(k=configs[0].k, reduction=loss_reduction(configs[0].fidelity),
                     objectives=tuple(c.model for c in configs), numerics=options.numerics)
-    device = next(state.model.parameters()).device
-    if device.type == "cuda" and options.cuda_graphs:
-        from benchmark.training.cuda_graph_step import CudaGraphStep
-
-        return CudaGraphStep(state, members, spec, bound)
-    return EagerStep(state, members, spec, bound,  # `bound` read here: tests replace it
-                     compile_cpu=options.compile_cpu)
+    step, choice = choose_step(state, members, spec, bound,  # `bound` read here: tests replace it
+                               options)
+    record_step_path(members, choice)
+    return step
 
 
 def _train_loop(state: StackedState, members: list[Member], show_progress: bool,
