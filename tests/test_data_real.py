@@ -53,6 +53,13 @@ def test_mnist_dynamic_shapes_and_mean(mnist) -> None:
     assert mnist.train.min() == 0.0 and mnist.train.max() == 1.0
 
 
+def test_the_cost_models_split_sizes_are_the_real_ones(mnist, fixed) -> None:
+    from benchmark.data import CONDITION_SIZES
+
+    for name, data in (("mnist-dynamic", mnist), ("mnist-fixed", fixed)):
+        assert CONDITION_SIZES[name] == (data.train.shape[0], data.test.shape[0])
+
+
 def test_mnist_fixed_shapes_and_mean(fixed) -> None:
     assert fixed.shapes() == {"train": (50_000, 784), "valid": (10_000, 784),
                               "test": (10_000, 784)}

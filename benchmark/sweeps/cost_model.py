@@ -6,7 +6,7 @@ sweep's) that step together, each leaving when it reaches its own end (runs of O
 have different epoch lengths) and being evaluated right then, while the others wait. So a task
 costs
 
-    one-off (compilation, graph capture)
+    set-up (its data conditions loaded; the group built; compilation or graph capture)
     + sum over the segments between two members' ends: steps x t(members still in the group)
     + every member's final evaluation and learning-curve scoring: rows x seconds per row
 
@@ -59,6 +59,7 @@ class CostModel:
     paths: dict[str, str] = field(default_factory=dict)  # kind name -> the step path that ran
     device: str = "cpu"  # the device type the steps were timed on
     not_finite: list[str] = field(default_factory=list)  # kinds whose timed bounds were not finite
+    data_load_s: dict[str, float] = field(default_factory=dict)  # a task loads each condition
 
     def step_seconds(self, kind: KindKey, members: int) -> float:
         timed = self.step_s.get(kind_name(kind))
@@ -155,7 +156,10 @@ def task_seconds(model: CostModel, task: TaskCost, done: dict[str, float] | None
     step_time = step_time or (lambda m: model.step_seconds(task.kind, m))
     position = {m.key: (done or {}).get(m.key, m.steps_done) for m in task.members}
     ahead = sorted(task.members, key=lambda m: m.workload.steps - position[m.key])
-    seconds = model.one_off_s.get(kind_name(task.kind), 0.0) if include_one_off else 0.0
+    seconds = 0.0
+    if include_one_off:  # set-up: its data conditions loaded, compilation or graph capture
+        seconds += model.one_off_s.get(kind_name(task.kind), 0.0) + sum(
+            model.data_load_s.get(d, 0.0) for d in {m.config.data for m in task.members})
     stepped, left = 0.0, len(ahead)
     for member in ahead:
         to_go = max(0.0, member.workload.steps - position[member.key])

@@ -289,6 +289,7 @@ class SweepLoop:
     def show_progress(self) -> None:
         for key, done, planned in self.executor.drain_progress():
             self.display.progress(key, done, planned)
+        self.display.tick()
 
     def handle(self, outcome: TaskOutcome) -> None:
         attempts = self.in_flight.pop(outcome.key)
@@ -392,11 +393,20 @@ def run_sweep(grid: str, plan: list[PlannedRun], *, data_dir: Path,
         print(text, file=stream, flush=True)
 
     check_recorded_configs(plan)
+    load_s: dict[str, float] = {}  # how long each data condition took to load (cost model)
+
+    def timed_check(name: str, directory: Path) -> str | None:
+        started = time.monotonic()
+        try:
+            return check_data(name, directory)
+        finally:
+            load_s[name] = time.monotonic() - started
+
     done = [run for run in plan if is_complete(run)]
     report.complete.extend(run.label for run in done)
     state: dict[Path, str] = {run.run_dir: "complete" for run in done}
     todo, unavailable = split_unavailable([run for run in plan if run not in done],
-                                          Path(data_dir), check_data, say)
+                                          Path(data_dir), timed_check, say)
     report.unavailable.extend(run.label for run in unavailable)
     for run in plan:
         if run.label in report.unavailable:
@@ -409,7 +419,7 @@ def run_sweep(grid: str, plan: list[PlannedRun], *, data_dir: Path,
         f"{describe_executor(executor)}; {how}")
     options = options or ExecutionOptions()
     try:
-        eta = projected_eta(grid, todo, executor, options, timer, group, say)
+        eta = projected_eta(grid, todo, executor, options, timer, group, say, load_s)
         display = SweepDisplay(grid, total=len(done) + len(todo), already_done=len(done),
                                stream=stream, out=out, eta=eta)
     except BaseException:
@@ -436,9 +446,10 @@ def count_runs_finished_elsewhere(runs: list[PlannedRun], state: dict[Path, str]
             report.complete.append(run.label)
 def projected_eta(grid: str, todo: list[PlannedRun], executor: Executor,
                   options: ExecutionOptions, timer: Timer | None, group: bool,
-                  say: Callable[[str], None]) -> ModelEta | None:
+                  say: Callable[[str], None], load_s: dict[str, float]) -> ModelEta | None:
     """Calibrate the cost model on the executor, print the projection line, and return the ETA
-    built on them (None: no model, the display falls back to the measured rate)."""
+    built on them (None: no model, the display falls back to the measured rate). load_s: how
+    long the data check took to load each condition, which every task loading it pays too."""
     if timer is None:
         return None
     tasks = planned_tasks(todo, executor.capacity, group)
@@ -448,6 +459,7 @@ def projected_eta(grid: str, todo: list[PlannedRun], executor: Executor,
     if model is None:
         say(f"sweep {grid}: no projection: timing this machine failed ({why_not})")
         return None
+    model.data_load_s = dict(load_s)
     projection = project(model, tasks, executor.capacity)
     name = type(executor).__name__.removesuffix("Executor").lower()
     faster = faster_options(model, todo, executor.capacity, group, model.device, name,

@@ -113,6 +113,7 @@ def finished_line(run_id: str, record: dict[str, Any] | None, seconds: float) ->
             f"{seconds / 60:.1f} min")
 
 
+TICK_S = 1.0  # the ETA is recomputed at least this often while nothing reports
 SWEEP_BAR_FORMAT = "{desc}: {n_fmt}/{total_fmt} runs |{bar}| {elapsed}{postfix}"
 
 
@@ -129,6 +130,7 @@ class SweepDisplay:
                                bar_format=SWEEP_BAR_FORMAT)
         self._run_bars: dict[str, tqdm] = {}
         self._run_ids: dict[str, str] = {}
+        self._last_refresh = 0.0
         self._refresh_eta()
 
     def run_started(self, key: str, run_id: str) -> None:
@@ -165,10 +167,17 @@ class SweepDisplay:
         self.eta.task_ended(task_key)
         self._refresh_eta()
 
+    def tick(self) -> None:
+        """The driver's periodic call: the ETA moves on between progress reports too."""
+        now = time.monotonic()
+        if now - self._last_refresh >= TICK_S:
+            self._refresh_eta()
+
     def line(self, text: str, *, error: bool = False) -> None:
         tqdm.write(text, file=self._stream if error else self._out)
 
     def _refresh_eta(self) -> None:
+        self._last_refresh = time.monotonic()
         self._sweep_bar.set_postfix_str(f"ETA {format_duration(self.eta.seconds_left())}")
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ from benchmark.training.denormals import flush_denormals
 from benchmark.training.ensemble import check_group
 from benchmark.training.execution import ExecutionOptions
 from benchmark.training.group import Member, StackedState
-from benchmark.training.optim import loss_reduction
+from benchmark.training.optim import loss_reduction, make_optimizer
 from benchmark.training.run_setup import DataCache, new_member
 from benchmark.training.step import EagerStep, StepSpec, matmul_precision
 from benchmark.training.step_check import (
@@ -107,7 +107,8 @@ def group_step(state: StackedState, members: list[Member], options: ExecutionOpt
 @dataclass(frozen=True)
 class StepTiming:
     step_s: float  # median seconds per step, steady state
-    one_off_s: float  # extra time of the first steps (compilation, graph capture)
+    one_off_s: float  # the group's set-up, and the extra time of its first steps (compilation,
+    # graph capture)
     steps: int  # steps timed
     path: str  # which step ran (benchmark.training.step_check)
     path_reason: str
@@ -129,8 +130,14 @@ def time_group_step(configs: Sequence[RunConfig], options: ExecutionOptions, sec
                     max_steps: int | None = None) -> StepTiming:
     """Steady-state seconds per step of the group `configs`, timed for about `seconds` (at most
     max_steps steps after the warm-up)."""
+    # A process's first checkpoint imports torch._dynamo (torch.optim does, for the optimizer
+    # state template): seconds, once per process. Paid here, untimed, as the training process
+    # that runs on this worker would pay it once, not per group.
+    make_optimizer(configs[0].fidelity, [torch.zeros(1)], 1e-3)
+    started = time.perf_counter()
     state, members = synthetic_group(configs, options)
     device = next(state.model.parameters()).device
+    setup = time.perf_counter() - started
     with ExitStack() as stack:
         stack.enter_context(flush_denormals(options.flush_denormal and device.type == "cpu"))
         stack.enter_context(matmul_precision(options.allow_tf32))
@@ -164,7 +171,8 @@ def time_group_step(configs: Sequence[RunConfig], options: ExecutionOptions, sec
             per_step.append(elapsed / n)
             spent, timed = spent + elapsed, timed + n
     step_s = statistics.median(per_step)
-    return StepTiming(step_s=step_s, one_off_s=max(0.0, first - warmup * step_s), steps=timed,
+    return StepTiming(step_s=step_s, one_off_s=setup + max(0.0, first - warmup * step_s),
+                      steps=timed,
                       path=path.path, path_reason=path.reason, device=device.type,
                       finite=bool(torch.isfinite(last[0]).all()))
 
