@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 
-import pytest
 from sweep_fakes import fake_timer
 
-from benchmark.sweeps.doctor import doctor_command
+from benchmark.sweeps.doctor import doctor_command, make_target_executor
+from benchmark.sweeps.executors import InlineExecutor, plan_local_workers
 
 KINDS = [f"L{layers}-k{k}-code" for layers in (1, 2) for k in (1, 5, 50)]
 
@@ -24,12 +24,12 @@ def run_doctor(timer, tmp_path, monkeypatch) -> tuple[int, list[str]]:
     monkeypatch.chdir(tmp_path)  # a fresh clone: no datasets/, no results/
     monkeypatch.setenv("IWAE_DATA_DIR", str(tmp_path / "no-data"))
     lines: list[str] = []
-    status = doctor_command(args(), timer=timer, write=lines.append)
+    status = doctor_command(args(), timer=timer, write=lines.append,
+                            executor_factory=lambda uses_gpu: InlineExecutor())
     assert list(tmp_path.iterdir()) == []  # doctor writes nothing
     return status, lines
 
 
-@pytest.mark.slow
 def test_doctor_describes_times_and_projects_without_data(tmp_path, monkeypatch, capsys):
     status, lines = run_doctor(fake_timer, tmp_path, monkeypatch)
     assert status == 0, lines
@@ -40,7 +40,7 @@ def test_doctor_describes_times_and_projects_without_data(tmp_path, monkeypatch,
     timed = {line.split()[0] for line in lines if line.startswith("  L")}
     assert timed == set(KINDS)  # every group kind of the Table 1 grid
     for target in ("reproduce-table1", "compare-binarization", "reproduce-table2"):
-        (row,) = [line for line in lines if line.strip().startswith(target)]
+        (row,) = [line for line in lines if line.split()[:1] == [target]]
         assert len(row.split()) == 3  # the target, full, quick
     assert "the MNIST Table 1 grid (12 models, 6 groups of 2)" in text
     assert "ok    a training step of every group kind gives finite bounds" in text
@@ -48,7 +48,6 @@ def test_doctor_describes_times_and_projects_without_data(tmp_path, monkeypatch,
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.slow
 def test_a_failed_check_is_exit_1_and_one_line(tmp_path, monkeypatch, capsys):
     def diverging(*a):
         timings = fake_timer(*a)
@@ -64,7 +63,6 @@ def test_a_failed_check_is_exit_1_and_one_line(tmp_path, monkeypatch, capsys):
                    "bounds (not finite: L2-k50-code)"]
 
 
-@pytest.mark.slow
 def test_a_timing_that_fails_is_a_failed_check(tmp_path, monkeypatch, capsys):
     def broken(*a):
         raise RuntimeError("out of memory")
@@ -74,3 +72,14 @@ def test_a_timing_that_fails_is_a_failed_check(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == (
         "doctor: 1 check(s) failed: timing a training step of every group kind "
         "(RuntimeError: out of memory)")
+
+
+def test_doctor_times_on_the_executor_the_make_targets_use():
+    executor = make_target_executor(uses_gpu=False)
+    try:
+        from benchmark.sweeps.executors import available_cores
+
+        workers, threads = plan_local_workers(None, 24, available_cores())
+        assert (executor.capacity, executor.threads_per_task) == (workers, threads)
+    finally:
+        executor.close()

@@ -59,8 +59,15 @@ class Check:
     detail: str = ""
 
 
+def make_target_executor(uses_gpu: bool) -> Executor:
+    """The executor `make reproduce-*` uses here: the local pool, sized to this machine."""
+    return make_executor("local", n_runs=24, workers=None, address=None, gpus_per_run=0,
+                         uses_gpu=uses_gpu)
+
+
 def doctor_command(args: argparse.Namespace, timer: Timer = run_real_timer,
-                   write: Callable[[str], None] = print) -> int:
+                   write: Callable[[str], None] = print,
+                   executor_factory: Callable[[bool], Executor] = make_target_executor) -> int:
     device = resolve_device(args.device)
     options = ExecutionOptions(numerics=args.numerics)
     checks: list[Check] = []
@@ -69,8 +76,7 @@ def doctor_command(args: argparse.Namespace, timer: Timer = run_real_timer,
         write(f"  {line}")
     checks.extend(cuda_checks(run_tests=not args.no_tests))
 
-    executor = make_executor("local", n_runs=24, workers=None, address=None, gpus_per_run=0,
-                             uses_gpu=device.type == "cuda")
+    executor = executor_factory(device.type == "cuda")
     try:
         targets = {(target, schedule): planned_tasks(
             expand_grid(grid, SweepOptions(schedule=schedule, device=args.device),
@@ -190,8 +196,8 @@ def projection_lines(model: CostModel, targets: dict[tuple[str, str], list[TaskC
             projection = project(model, targets[(target, schedule)], workers)
             cells.append(f"{format_duration(projection.seconds):>14}")
         lines.append(f"{target:<24}" + "".join(cells))
-    lines.append("compare-binarization shares its mnist-dynamic half with reproduce-table1, and "
-                 "reproduce-table2 its base runs: after reproduce-table1 they cost less")
+    lines.append("(after reproduce-table1 the other two cost less: compare-binarization shares "
+                 "its mnist-dynamic half, reproduce-table2 its base runs)")
     return lines
 
 
