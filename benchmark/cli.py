@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from benchmark.config import ESTIMATORS, OBJECTIVES
 from benchmark.errors import UserError, filesystem_error_line
 
 DATA_CHOICES = ("mnist-dynamic", "mnist-fixed", "omniglot")
@@ -68,6 +69,30 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
                    help="fast numerics on the CPU without torch.compile (no C++ compiler)")
 
 
+def unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text}")
+    return value
+
+
+def add_objective_flags(p: argparse.ArgumentParser) -> None:
+    """What a run trains: the bound, its gradient estimator and their parameters."""
+    p.add_argument("--model", required=True, choices=OBJECTIVES,
+                   help="the objective: vae, iwae (the paper's), miwae, ciwae, piwae "
+                        "(Rainforth et al. 2018) or rws (reweighted wake-sleep)")
+    p.add_argument("--k", required=True, type=positive_int,
+                   help="importance samples per bound (for miwae/piwae: K of each of the M)")
+    p.add_argument("--estimator", choices=ESTIMATORS, default=None,
+                   help="with --model iwae: the gradient estimator, stl (sticking the landing) "
+                        "or dreg (doubly reparameterised; one stochastic layer); default: "
+                        "the reparameterisation gradient")
+    p.add_argument("--m", type=positive_int, default=None,
+                   help="miwae and piwae: the number M of IWAE-K bounds averaged")
+    p.add_argument("--beta", type=unit_interval, default=None,
+                   help="ciwae: the weight of the ELBO in beta ELBO + (1 - beta) IWAE")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark",
                                      description=__doc__.splitlines()[0])
@@ -89,8 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one model (resumes if --out already holds a run)")
     p.add_argument("--data", required=True, choices=DATA_CHOICES)
-    p.add_argument("--model", required=True, choices=("vae", "iwae"))
-    p.add_argument("--k", required=True, type=positive_int)
+    add_objective_flags(p)
     p.add_argument("--layers", required=True, type=int, choices=(1, 2))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fidelity", choices=("code", "paper"), default="code")
@@ -120,6 +144,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=positive_int, default=None)
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_data_dir(p)
+
+    p = sub.add_parser("diagnose", help="gradient diagnostics of a trained run (or of the "
+                                        "initial model): --snr")
+    p.add_argument("run_dir", type=Path, nargs="?", default=None,
+                   help="a run directory (its newest checkpoint); omit it to diagnose the "
+                        "initial model given by --data, --layers, --fidelity, --seed")
+    p.add_argument("--snr", action="store_true",
+                   help="gradient signal-to-noise ratio of the estimators against K")
+    p.add_argument("--k", default=None, metavar="K,...",
+                   help="importance samples to compare (default 1,10,100)")
+    p.add_argument("--estimators", default=None, metavar="NAME,...",
+                   help="of iwae, stl, dreg, rws, vae (default iwae,stl,dreg; "
+                        "iwae,stl for two stochastic layers)")
+    p.add_argument("--draws", type=positive_int, default=400,
+                   help="independent gradient estimates per estimator and K (default 400)")
+    p.add_argument("--batch", type=positive_int, default=20,
+                   help="examples in the fixed minibatch (default 20, the paper's)")
+    p.add_argument("--data", choices=DATA_CHOICES, default=None, help="without RUN_DIR")
+    p.add_argument("--layers", type=int, choices=(1, 2), default=None, help="without RUN_DIR")
+    p.add_argument("--fidelity", choices=("code", "paper"), default="code",
+                   help="without RUN_DIR: which initialisation")
+    p.add_argument("--seed", type=int, default=0,
+                   help="without RUN_DIR: the run seed of the initial model; the draws' seed")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default RUN_DIR/diagnostics, or "
+                        "results/diagnostics/init_...)")
     add_data_dir(p)
 
     p = sub.add_parser("sweep", help="train and evaluate a grid of runs")
@@ -199,6 +251,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from benchmark.evaluation import evaluate_command
 
         return evaluate_command(args)
+    if args.command == "diagnose":
+        from benchmark.training import diagnose_command
+
+        return diagnose_command(args)
     if args.command == "sweep":
         from benchmark.sweeps import sweep_command
 

@@ -4,8 +4,10 @@ applying them to a trained run.
 likelihood.py estimates log p(x) per example; active_units.py counts and prunes inactive latent
 units; inputs.py fixes which examples every run is scored on, binarized the same way for all;
 run.py evaluates a trained model (or a group of them) into the metrics and artifacts of its
-result record; command.py is `python -m benchmark evaluate`. It hands training the metrics it
-records when a run completes, and the report the per-example values saved beside them.
+result record; snr.py measures the gradient signal-to-noise ratio of the estimators against K
+and snr_figure.py draws it; command.py is `python -m benchmark evaluate`. It hands training
+the metrics it records when a run completes, and the report the per-example values saved
+beside them.
 """
 
 from benchmark.exports import lazy_exports
@@ -32,6 +34,14 @@ EXPORTS = {  # public name: the module of this package that defines it
     "fresh_generators": "run",
     "save_npy": "run",
     "score": "run",
+    "DEFAULT_DRAWS": "snr",
+    "DEFAULT_ESTIMATORS": "snr",
+    "DEFAULT_KS": "snr",
+    "EXCLUSION_RULE": "snr",
+    "SNR_ESTIMATORS": "snr",
+    "relative_standard_error": "snr",
+    "snr_study": "snr",
+    "snr_figure_png": "snr_figure",
     "evaluate_command": "command",
     "load_trained_model": "command",
 }

@@ -15,7 +15,7 @@ a shared tanh trunk; the prior on the top layer is N(0, I).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,6 +178,69 @@ def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
     return -bce.sum(-1)
 
 
+MemberChoice = bool | Tensor  # for every member alike, or a (M,) bool tensor per member
+
+
+def choose(which: MemberChoice, if_true: Tensor, if_false: Tensor) -> Tensor:
+    """Member by member, if_true where `which` holds; torch.where passes each member exactly
+    the gradient of the tensor it took (exact zeros to the other)."""
+    if isinstance(which, bool):
+        return if_true if which else if_false
+    shape = (-1,) + (1,) * (if_true.dim() - 1)
+    return torch.where(which.view(shape), if_true, if_false)
+
+
+@dataclass(frozen=True)
+class SampleRouting:
+    """Where each member's gradient reaches q, for the estimators beyond reparameterisation.
+
+    stop_q_params  log q(h|.) with q's parameters stopped and the sample's path kept (STL,
+                   DReG): d/dphi of log q comes only through h.
+    stop_samples   the samples stopped once drawn (reweighted wake-sleep): p sees constants,
+                   and log q(h|.) carries only the gradient of q's parameters at those samples.
+    sample_hook    called on the gradient reaching the layer-1 samples (M, k, B, d) before it
+                   flows into q (DReG scales it by the normalised weights).
+
+    No value changes: a routed log q is its reference value plus (s - s.detach()), which adds
+    an exact zero while carrying the gradient of s."""
+
+    stop_q_params: MemberChoice = False
+    stop_samples: MemberChoice = False
+    sample_hook: Callable[[Tensor], Tensor] | None = None
+
+    def route(self, layer: int, block: GaussianBlock, inp: Tensor, h: Tensor, mean: Tensor,
+              log_sigma: Tensor, log_q_terms: Tensor) -> tuple[Tensor, Tensor]:
+        """One stochastic layer's (sample passed on, log q terms), both (M, k, B, d)."""
+        if self.sample_hook is not None and layer == 0 and h.requires_grad:
+            h.register_hook(self.sample_hook)
+        routed = log_q_terms
+        if self.stop_samples is not False:
+            at_stopped = gaussian_log_density_terms(h.detach(), mean, log_sigma)
+            routed = choose(self.stop_samples, straight_through(log_q_terms, at_stopped), routed)
+            h = choose(self.stop_samples, h.detach(), h)
+        if self.stop_q_params is not False:
+            if layer == 0:  # q(h1|x): x carries no gradient, so stopping the outputs suffices
+                mean_s, log_sigma_s = mean.detach(), log_sigma.detach()
+            else:  # q(h_l|h_l-1): the parameters stopped, the path through h_l-1 kept
+                frozen = {name: p.detach() for name, p in block.named_parameters()}
+                mean_s, log_sigma_s = torch.func.functional_call(block, frozen, (inp,))
+                mean_s, log_sigma_s = mean_s.view_as(h), log_sigma_s.view_as(h)
+            path_only = gaussian_log_density_terms(h, mean_s, log_sigma_s)
+            routed = choose(self.stop_q_params, straight_through(log_q_terms, path_only), routed)
+        return h, routed
+
+
+def gaussian_log_density_terms(h: Tensor, mean: Tensor, log_sigma: Tensor) -> Tensor:
+    """log N(h; mean, sigma) per unit (not summed)."""
+    z = (h - mean) * torch.exp(-log_sigma)
+    return -(0.5 * z.square() + log_sigma + HALF_LOG_2PI)
+
+
+def straight_through(value: Tensor, gradient_of: Tensor) -> Tensor:
+    """`value` exactly, differentiated as `gradient_of`."""
+    return value.detach() + (gradient_of - gradient_of.detach())
+
+
 class IWAEModel(nn.Module):
     """M members of the 1- or 2-stochastic-layer model of the paper."""
 
@@ -261,13 +324,28 @@ class IWAEModel(nn.Module):
 
     def log_weights_given_noise(self, x: Tensor, eps: list[Tensor],
                                 unit_masks: list[Tensor] | None = None,
-                                fused_likelihood: bool = False) -> Tensor:
+                                fused_likelihood: bool = False,
+                                routing: SampleRouting | None = None) -> Tensor:
         """log_weights with the noise given: eps from draw_noise, (M, k, B, d) per layer.
 
         fused_likelihood computes log p(x|h1) with the fused Bernoulli head
         (benchmark.models.bernoulli_head): the same quantity with fewer passes over the (k B, 784)
-        logits, rounded differently.
+        logits, rounded differently. routing changes where the gradient flows, never a value
+        (SampleRouting).
         """
+        log_joint, log_q = self.log_weight_terms(x, eps, unit_masks, fused_likelihood, routing)
+        return log_joint - log_q
+
+    def log_weight_terms(self, x: Tensor, eps: list[Tensor],
+                         unit_masks: list[Tensor] | None = None,
+                         fused_likelihood: bool = False,
+                         routing: SampleRouting | None = None) -> tuple[Tensor, Tensor]:
+        """log p(x, h) and log q(h|x) of every sample, each (M, k, B): log w is their difference.
+
+        With routing (training only, never with unit_masks), each member's gradient reaches q
+        the way its estimator asks; the values are those computed without it, bit for bit."""
+        if routing is not None and unit_masks is not None:
+            raise ValueError("gradient routing is for training; pruned models are only scored")
         M, B, _ = x.shape
         k = eps[0].shape[1]
         log_q = x.new_zeros(M, k, B)
@@ -292,6 +370,9 @@ class IWAEModel(nn.Module):
             if mask is not None:
                 log_q_terms = log_q_terms * mask
                 h = h * mask
+            if routing is not None:
+                h, log_q_terms = routing.route(layer, block, inp, h, mean, log_sigma,
+                                               log_q_terms)
             log_q = log_q + log_q_terms.sum(-1)
             h = h.reshape(M, k * B, d)
             samples.append(h)
@@ -320,7 +401,15 @@ class IWAEModel(nn.Module):
         else:
             logits = self.likelihood(samples[0]).view(M, k, B, self.x_dim)
             log_px = bernoulli_log_likelihood(logits, x.unsqueeze(1))
-        return log_p + log_px - log_q
+        return log_p + log_px, log_q
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """q's parameters (the inference network)."""
+        return list(self.encoder.parameters())
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """p's parameters (the generative network): p(x|h1) and p(h_l|h_l+1)."""
+        return [*self.likelihood.parameters(), *self.prior_blocks.parameters()]
 
     @staticmethod
     def _mask(unit_masks: list[Tensor] | None, layer: int, like: Tensor, members: int

@@ -9,9 +9,10 @@ ensemble.py which runs may share a group; execution.py and denormals.py how a gr
 (numerics, CUDA graphs, TF32, flush-to-zero), never what it is; step_check.py chooses the step
 a group trains with and proves the CUDA-graph step against the eager one before trusting it;
 run_record.py the record a run writes; workload.py how much work a run is and timing.py how long
-a step takes here (for the sweeps' cost model); command.py is `python -m benchmark train`. It
-hands the sweeps a trainer that leaves, per run, checkpoints, a learning curve and a result
-record (benchmark.records).
+a step takes here (for the sweeps' cost model); command.py is `python -m benchmark train`;
+diagnose.py is `python -m benchmark diagnose --snr` (at a checkpoint, or at the initialisation a
+run starts from). It hands the sweeps a trainer that leaves, per run, checkpoints, a learning
+curve and a result record (benchmark.records).
 """
 
 from benchmark.exports import lazy_exports
@@ -42,6 +43,7 @@ EXPORTS = {  # public name: the module of this package that defines it
     "time_evaluation_row": "timing",
     "group_configs": "timing",
     "synthetic_self_check": "timing",
+    "diagnose_command": "diagnose",
 }
 __all__ = sorted(EXPORTS)
 __getattr__ = lazy_exports(__name__, EXPORTS)

@@ -16,6 +16,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         fidelity=args.fidelity, schedule=args.schedule, stages=args.stages, epochs=args.epochs,
         steps=args.steps, eval_k=args.eval_k, eval_n=args.eval_n, device=args.device,
         init_from=str(args.init_from) if args.init_from is not None else None,
+        estimator=args.estimator, m=args.m, beta=args.beta,
     )
 
 

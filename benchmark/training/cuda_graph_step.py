@@ -26,8 +26,9 @@ import torch
 from torch import Tensor
 
 from benchmark.config import BATCH_SIZE
+from benchmark.models import GroupObjectives
 from benchmark.training.group import Member, StackedState
-from benchmark.training.step import BoundFn, StepSpec, forward_backward, iwae_members, member_inputs
+from benchmark.training.step import BoundFn, StepSpec, forward_backward, member_inputs
 
 WARMUP_STEPS = 3
 
@@ -48,7 +49,7 @@ class CudaGraphStep:
         self.state, self.members, self.spec, self.objective = state, list(members), spec, objective
         self.device = next(state.model.parameters()).device
         self.noise = [m.noise for m in self.members]
-        self.is_iwae = iwae_members(spec.objectives, self.device)
+        self.group = GroupObjectives(spec.objectives, self.device)
         self.rows, self.offsets = _stacked_training_sets(self.members)
         self.index = torch.zeros(len(self.members) * BATCH_SIZE, dtype=torch.long,
                                  device=self.device)
@@ -84,7 +85,7 @@ class CudaGraphStep:
         with torch.cuda.stream(side):
             x = member_inputs(self.members, steps)
             out = forward_backward(self.state, self.spec, self.objective, x, self.noise,
-                                   self.is_iwae)
+                                   self.group)
             self.state.optimizer.step()
         torch.cuda.current_stream(self.device).wait_stream(side)
         return out
@@ -122,7 +123,7 @@ class CudaGraphStep:
         with torch.cuda.graph(graph):
             x = self._graph_inputs()
             self.per_example = forward_backward(self.state, self.spec, self.objective, x,
-                                                self.noise, self.is_iwae)
+                                                self.noise, self.group)
             if self.spec.fast:
                 self.state.optimizer.apply_fused_step()
         self.graph = graph

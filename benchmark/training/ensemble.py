@@ -9,13 +9,14 @@ trains such a group:
     groups = split_into_groups(configs)                 # indices, by group_key
     records = train_group([configs[i] for i in g], [run_dirs[i] for i in g], data_dir)
 
-Which runs can share a group (group_key): the same number of stochastic layers, the same k, the
-same fidelity and the same device setting. Everything else may differ between members: VAE or
-IWAE, seed, data condition (each member has its own training set, epoch length and stage
-schedule), schedule and cuts (each member stops, is checkpointed and is evaluated at its own
-end), evaluation settings, and continuation runs (--init-from; the parent must be complete before
-the group starts). Fidelity is part of the key because the two fidelities use different
-optimizers, loss reductions and data orders.
+Which runs can share a group (group_key): the same number of stochastic layers, the same number of
+importance samples per example (k, or M x K for MIWAE and PIWAE), the same fidelity and the same
+device setting. Everything else may differ between members: the objective and its estimator (VAE,
+IWAE with any estimator, MIWAE, CIWAE, PIWAE, RWS), seed, data condition (each member has its own
+training set, epoch length and stage schedule), schedule and cuts (each member stops, is
+checkpointed and is evaluated at its own end), evaluation settings, and continuation runs
+(--init-from; the parent must be complete before the group starts). Fidelity is part of the key
+because the two fidelities use different optimizers, loss reductions and data orders.
 
 What a member gets is what it would get alone: its own generators for noise and binarization,
 its own data order, optimizer state, run directory, checkpoints (single-run checkpoints: it can
@@ -36,8 +37,9 @@ CHECKPOINT_SECONDS = 300.0
 
 
 def group_key(config: RunConfig) -> tuple[int, int, str, str]:
-    """Runs with equal keys can be trained together: (layers, k, fidelity, device)."""
-    return (config.layers, config.k, config.fidelity, config.device)
+    """Runs with equal keys can be trained together: (layers, samples per example, fidelity,
+    device). For the paper's VAE and IWAE the samples are k."""
+    return (config.layers, config.samples, config.fidelity, config.device)
 
 
 def split_into_groups(configs: Sequence[RunConfig], max_members: int | None = None
@@ -58,5 +60,5 @@ def check_group(configs: Sequence[RunConfig]) -> None:
     """Members of a group share benchmark.training.ensemble.group_key."""
     keys = {group_key(c) for c in configs}
     if len(keys) != 1:
-        raise ValueError(f"these runs cannot share a group: they must share layers, k, "
-                         f"fidelity and device (group_key); got {sorted(keys)}")
+        raise ValueError(f"these runs cannot share a group: they must share layers, samples "
+                         f"per example, fidelity and device (group_key); got {sorted(keys)}")

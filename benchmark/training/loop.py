@@ -30,7 +30,7 @@ from tqdm import tqdm
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
 from benchmark.evaluation import evaluate_members, fresh_generators, log_likelihood_estimates
-from benchmark.models import bound
+from benchmark.models import bound, objective_of
 from benchmark.records import (
     CurveRow,
     TrainingLock,
@@ -225,8 +225,8 @@ def _make_step(state: StackedState, members: list[Member], options: ExecutionOpt
     """The group's step: on a GPU the CUDA-graph step once it has proved itself on a copy of the
     group (benchmark.training.step_check), else eager; the choice goes into every record."""
     configs = [m.config for m in members]
-    spec = StepSpec(k=configs[0].k, reduction=loss_reduction(configs[0].fidelity),
-                    objectives=tuple(c.model for c in configs), numerics=options.numerics)
+    spec = StepSpec(samples=configs[0].samples, reduction=loss_reduction(configs[0].fidelity),
+                    objectives=tuple(objective_of(c) for c in configs), numerics=options.numerics)
     step, choice = choose_step(state, members, spec, bound,  # `bound` read here: tests replace it
                                options)
     record_step_path(members, choice)

@@ -40,9 +40,11 @@ def run_record(config: RunConfig, plan: Plan, state: Any, status: str, *,
 
 
 def train_command_line(config: RunConfig, plan: Plan) -> str:
-    parts = ["python -m benchmark train", f"--data {config.data}", f"--model {config.model}",
-             f"--k {config.k}", f"--layers {config.layers}", f"--seed {config.seed}",
-             f"--fidelity {config.fidelity}", f"--schedule {config.schedule}"]
+    parts = ["python -m benchmark train", f"--data {config.data}", f"--model {config.model}"]
+    parts += [f"--{flag} {getattr(config, flag)}" for flag in ("estimator", "m", "beta")
+              if getattr(config, flag) is not None]
+    parts += [f"--k {config.k}", f"--layers {config.layers}", f"--seed {config.seed}",
+              f"--fidelity {config.fidelity}", f"--schedule {config.schedule}"]
     for flag in ("stages", "epochs", "steps", "eval_k", "eval_n", "init_from"):
         value = getattr(config, flag)
         if value is not None:

@@ -74,9 +74,11 @@ def check_run_dir(run_dir: Path, config: RunConfig) -> None:
         if not isinstance(existing, dict):
             existing = {}
         ours = config.to_dict()
-        diff = sorted(key for key in ours if key != "device" and existing.get(key) != ours[key])
+        # Both sides' keys: an unset optional field (estimator, m, beta) is absent from one.
+        keys = (set(ours) | set(existing)) - {"device"}
+        diff = sorted(key for key in keys if existing.get(key) != ours.get(key))
         if diff:
-            details = ", ".join(f"{key}: {existing.get(key)!r} there, {ours[key]!r} here"
+            details = ", ".join(f"{key}: {existing.get(key)!r} there, {ours.get(key)!r} here"
                                 for key in diff)
             raise UserError(f"{run_dir} holds a different run ({details}); choose another --out")
     record = load_result(run_dir)

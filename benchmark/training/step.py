@@ -2,7 +2,8 @@
 backward pass and optimizer update, as one batched computation.
 
 Nothing here synchronises with the host: the per-example bounds come back as a device tensor
-that the training loop inspects only every CHECK_EVERY steps.
+that the training loop inspects only every CHECK_EVERY steps. Each member trains its own
+objective and estimator (benchmark.models.estimators); a group draws one number of samples.
 
 Numerics (see benchmark.training.stacked_adam for the optimizer half):
   exact  autograd through the reference log-weights (binary_cross_entropy_with_logits) and the
@@ -24,7 +25,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from benchmark.models import IWAEModel, training_loss
+from benchmark.models import (
+    GroupObjectives,
+    IWAEModel,
+    Objective,
+    estimator_backward,
+    training_loss,
+)
 from benchmark.training.group import Member, StackedState
 
 COMPILED_VARIANTS = 64  # compiled graphs kept per function (dynamo's default is 8)
@@ -35,86 +42,78 @@ BoundFn = Callable[[str, Tensor], Tensor]  # benchmark.models.objectives.bound
 class StepSpec:
     """What every member of a group shares about its step."""
 
-    k: int
+    samples: int  # importance samples per example: k, or M x K for MIWAE / PIWAE
     reduction: str  # "sum" or "mean" (one fidelity per group)
-    objectives: tuple[str, ...]  # per member: "vae" or "iwae"
+    objectives: tuple[Objective, ...]  # per member
     numerics: str = "exact"
 
     @property
     def fast(self) -> bool:
         return self.numerics == "fast"
 
-
-def iwae_members(objectives: Sequence[str], device: torch.device) -> Tensor | None:
-    """(M, 1) True where a member trains IWAE; None when every member has the same objective."""
-    if len(set(objectives)) == 1:
-        return None
-    return torch.tensor([[o == "iwae"] for o in objectives], device=device)
-
-
-def group_bound(objective: BoundFn, objectives: Sequence[str], is_iwae: Tensor | None,
-                log_w: Tensor) -> Tensor:
-    """Per-example bounds (M, B), each member with its own objective. A mixed group computes
-    both bounds and keeps each member's own: torch.where passes a member exactly its own
-    gradient."""
-    if is_iwae is None:
-        return objective(objectives[0], log_w)
-    return torch.where(is_iwae, objective("iwae", log_w), objective("vae", log_w))
+    @property
+    def fused_likelihood(self) -> bool:
+        """The fused Bernoulli head spends its saved logits in its backward pass, so it cannot
+        serve PIWAE's two backward passes: those groups keep the reference head."""
+        return self.fast and not any(o.splits_gradients for o in self.objectives)
 
 
 def forward_backward(state: StackedState, spec: StepSpec, objective: BoundFn, x: Tensor,
-                     noise: Sequence[torch.Generator], is_iwae: Tensor | None,
+                     noise: Sequence[torch.Generator], group: GroupObjectives,
                      compiled: CompiledLoss | None = None) -> Tensor:
-    """Log-weights, bounds, loss and gradients (left in .grad) for the minibatches x (M, B, 784);
-    returns the per-example bounds (M, B), detached."""
+    """Log-weights, bounds, surrogates and gradients (left in .grad) for the minibatches
+    x (M, B, 784); returns the per-example bounds (M, B), detached."""
     model = state.model
-    if spec.fast:
-        eps = model.draw_noise(x.shape[0], spec.k, x.shape[1], noise, x.device)
-        result = compiled(x, eps) if compiled is not None else None
-        if result is not None:
-            loss, per_example = result
-        else:  # the eager fast path, on the same noise
-            log_w = model.log_weights_given_noise(x, eps, fused_likelihood=True)
-            per_example = group_bound(objective, spec.objectives, is_iwae, log_w)
-            loss = training_loss(per_example, spec.reduction)
-    else:
-        log_w = model.log_weights(x, spec.k, noise)  # (M, k, B)
-        per_example = group_bound(objective, spec.objectives, is_iwae, log_w)
-        loss = training_loss(per_example, spec.reduction)
+    eps = model.draw_noise(x.shape[0], spec.samples, x.shape[1], noise, x.device)
+    result = compiled(x, eps) if compiled is not None else None
     for p in model.parameters():
         p.grad = None
-    loss.backward()
-    return per_example.detach()
+    if result is not None:
+        loss, per_example = result
+        loss.backward()
+        return per_example
+    estimate = group.estimate(model, x, eps, objective, fused_likelihood=spec.fused_likelihood)
+    estimator_backward(model, estimate, lambda s: training_loss(s, spec.reduction))
+    return estimate.bound.detach()
 
 
 def _loss_given_noise(model: IWAEModel, x: Tensor, eps: list[Tensor], objective: BoundFn,
                       only_objective: str, is_iwae: Tensor | None, reduction: str
                       ) -> tuple[Tensor, Tensor]:
-    """only_objective names the objective of a uniform group (is_iwae None), else is ignored:
-    the compiled graph depends on the group's make-up only through these two arguments."""
+    """The paper's objectives only. only_objective names the objective of a uniform group
+    (is_iwae None), else is ignored: the compiled graph depends on the group's make-up only
+    through these two arguments."""
     log_w = model.log_weights_given_noise(x, eps)
-    per_example = group_bound(objective, (only_objective,), is_iwae, log_w)
+    if is_iwae is None:
+        per_example = objective(only_objective, log_w)
+    else:
+        per_example = torch.where(is_iwae, objective("iwae", log_w), objective("vae", log_w))
     return training_loss(per_example, reduction), per_example.detach()
 
 
 class CompiledLoss:
-    """The fast numerics' forward pass on the CPU, log-weights to loss, as one torch.compile
-    graph: inductor fuses the elementwise work that eager torch runs as dozens of passes, and
-    AOTAutograd compiles the backward to match. The noise is drawn outside (each member from its
-    own generator), so the compiled graph is deterministic. The model is an argument, not a
-    closure, and sizes become dynamic after the first change, so groups of other models, sizes
-    and k mostly reuse compiled graphs; the recompile limit is raised to COMPILED_VARIANTS for
-    these calls (past it, dynamo would run the function eagerly and unfused). A compiler
-    failure (no C++ compiler, say) returns None, and from then on always None: the caller goes
-    eager, on the noise it has already drawn."""
+    """The fast numerics' forward pass on the CPU for the paper's objectives (VAE, IWAE),
+    log-weights to loss, as one torch.compile graph: inductor fuses the elementwise work that eager
+    torch runs as dozens of passes, and AOTAutograd compiles the backward to match. The noise is
+    drawn outside (each member from its own generator), so the compiled graph is deterministic. The
+    model is an argument, not a closure, and sizes become dynamic after the first change, so groups
+    of other models, sizes and k mostly reuse compiled graphs; the recompile limit is raised to
+    COMPILED_VARIANTS for these calls (past it, dynamo would run the function eagerly and unfused).
+    A compiler failure (no C++ compiler, say) returns None, and from then on always None: the caller
+    goes eager, on the noise it has already drawn."""
 
     _compiled: Callable | None = None  # shared by every group of this process
     _failed = False
 
     def __init__(self, state: StackedState, spec: StepSpec, objective: BoundFn,
-                 is_iwae: Tensor | None) -> None:
-        self.model, self.spec, self.objective, self.is_iwae = (state.model, spec, objective,
-                                                               is_iwae)
+                 group: GroupObjectives) -> None:
+        if not group.plain:
+            raise ValueError("the compiled step is for groups of VAE and IWAE runs")
+        self.model, self.spec, self.objective = state.model, spec, objective
+        models = [o.model for o in spec.objectives]
+        self.only = models[0] if len(set(models)) == 1 else "mixed"
+        self.is_iwae = None if self.only != "mixed" else torch.tensor(
+            [[m == "iwae"] for m in models], device=next(state.model.parameters()).device)
 
     def __call__(self, x: Tensor, eps: list[Tensor]) -> tuple[Tensor, Tensor] | None:
         cls = CompiledLoss
@@ -122,11 +121,10 @@ class CompiledLoss:
             return None
         if cls._compiled is None:
             cls._compiled = torch.compile(_loss_given_noise)
-        only = self.spec.objectives[0] if self.is_iwae is None else "mixed"
         try:
             with torch._dynamo.config.patch(recompile_limit=COMPILED_VARIANTS):
-                return cls._compiled(self.model, x, eps, self.objective, only, self.is_iwae,
-                                     self.spec.reduction)
+                return cls._compiled(self.model, x, eps, self.objective, self.only,
+                                     self.is_iwae, self.spec.reduction)
         except Exception as err:  # noqa: BLE001 - any compiler failure: stay eager
             warnings.warn(f"torch.compile of the training step failed ({type(err).__name__}); "
                           "using the eager fast path", RuntimeWarning, stacklevel=2)
@@ -158,16 +156,16 @@ class EagerStep:
         self.state, self.members, self.spec, self.objective = state, list(members), spec, objective
         self.noise = [m.noise for m in self.members]
         device = next(state.model.parameters()).device
-        self.is_iwae = iwae_members(spec.objectives, device)
-        use_compiler = spec.fast and compile_cpu and device.type == "cpu"
-        self.compiled = (CompiledLoss(state, spec, objective, self.is_iwae) if use_compiler
+        self.group = GroupObjectives(spec.objectives, device)
+        use_compiler = spec.fast and compile_cpu and device.type == "cpu" and self.group.plain
+        self.compiled = (CompiledLoss(state, spec, objective, self.group) if use_compiler
                          else None)
 
     def __call__(self, steps: Sequence[int]) -> Tensor:
         """Train every member one step; returns the per-example bounds (M, B), detached."""
         x = member_inputs(self.members, steps)
         per_example = forward_backward(self.state, self.spec, self.objective, x, self.noise,
-                                       self.is_iwae, self.compiled)
+                                       self.group, self.compiled)
         self.state.optimizer.step()
         return per_example
 

@@ -1,0 +1,54 @@
+"""The gradient SNR figure: median SNR against K on log-log axes, one line per estimator and
+network, the quartiles shaded (matplotlib's Agg canvas, never pyplot's global state)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+ESTIMATOR_COLORS = {"iwae": "#e6550d", "stl": "#756bb1", "dreg": "#31a354", "rws": "#3182bd",
+                    "vae": "#636363"}
+ESTIMATOR_NAMES = {"iwae": "IWAE", "stl": "IWAE-STL", "dreg": "IWAE-DReG", "rws": "RWS",
+                   "vae": "VAE"}
+NETWORK_STYLES = {"encoder": "-", "decoder": "--"}
+NETWORK_NAMES = {"encoder": "inference network (q)", "decoder": "generative network (p)"}
+
+
+def snr_figure_png(rows: Sequence[dict], title: str) -> bytes | None:
+    """rows: snr.json's "results" (estimator, k, network, median, q1, q3). None when no line
+    has two K values."""
+    lines: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        lines.setdefault((row["estimator"], row["network"]), []).append(row)
+    lines = {key: sorted(v, key=lambda r: r["k"]) for key, v in lines.items() if len(v) >= 2}
+    if not lines:
+        return None
+    with matplotlib.rc_context({"font.size": 9, "axes.spines.top": False,
+                                "axes.spines.right": False, "axes.grid": True,
+                                "grid.color": "#e5e5e5"}):
+        fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+        ax = fig.subplots()
+        for (estimator, network), points in lines.items():
+            ks = [p["k"] for p in points]
+            color = ESTIMATOR_COLORS.get(estimator, "black")
+            ax.plot(ks, [p["median"] for p in points], color=color, marker="o", ms=4,
+                    ls=NETWORK_STYLES.get(network, ":"),
+                    label=f"{ESTIMATOR_NAMES.get(estimator, estimator)}, "
+                          f"{NETWORK_NAMES.get(network, network)}")
+            ax.fill_between(ks, [p["q1"] for p in points], [p["q3"] for p in points],
+                            color=color, alpha=0.10, lw=0)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("K (importance samples)")
+        ax.set_ylabel("gradient SNR = |mean| / sd (median over coordinates)")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7, frameon=False, loc="best")
+        FigureCanvasAgg(fig)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight",
+                    metadata={"Software": None})
+        return buffer.getvalue()

@@ -1,0 +1,214 @@
+"""Runs of the objectives beyond VAE and IWAE: names, records and the command line, the exact
+numerics (a run alone is bit-identical to a plain single-run loop for its estimator), batched
+groups mixing estimators, and resume."""
+
+import json
+
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.config import RunConfig, objective_label, run_id
+from benchmark.data.splits import load_dataset
+from benchmark.errors import UserError
+from benchmark.models import objective_of
+from benchmark.models.estimators import GroupObjectives, estimator_backward
+from benchmark.models.objectives import training_loss
+from benchmark.records.checkpoint import load_latest_checkpoint
+from benchmark.training.group import initial_member_model, member_generators
+from benchmark.training.loop import train_group, train_run
+from benchmark.training.minibatches import MinibatchSource
+from benchmark.training.optim import loss_reduction, make_optimizer, set_learning_rate
+from benchmark.training.schedule import make_plan
+
+
+def small(**kw) -> RunConfig:
+    base = {"data": "mnist-dynamic", "model": "iwae", "k": 4, "layers": 1, "epochs": 2,
+            "eval_k": 10, "eval_n": 20}
+    return RunConfig(**{**base, **kw})
+
+
+# Every objective beyond the paper's, at 4 samples per example (so they can share a group).
+NEW = {
+    "iwae-stl": small(estimator="stl"),
+    "iwae-dreg": small(estimator="dreg"),
+    "miwae": small(model="miwae", k=2, m=2),
+    "ciwae": small(model="ciwae", beta=0.25),
+    "piwae": small(model="piwae", k=2, m=2),
+    "rws": small(model="rws"),
+}
+
+
+def test_the_paper_runs_keep_their_ids_and_config_records():
+    config = RunConfig(data="mnist-dynamic", model="iwae", k=50, layers=2)
+    assert run_id(config) == "mnist-dynamic_iwae_k50_L2_s0_code_full"
+    assert set(config.to_dict()) == {"data", "model", "k", "layers", "seed", "fidelity",
+                                     "schedule", "stages", "epochs", "steps", "eval_k", "eval_n",
+                                     "device", "init_from"}
+    assert RunConfig.from_dict(config.to_dict()) == config
+    assert config.is_plain and config.samples == 50
+
+
+def test_every_new_objective_is_named_by_its_bound_estimator_and_parameters():
+    ids = {name: run_id(RunConfig(**{**c.to_dict(), "epochs": None, "eval_k": None,
+                                      "eval_n": None})) for name, c in NEW.items()}
+    assert ids == {
+        "iwae-stl": "mnist-dynamic_iwae-stl_k4_L1_s0_code_full",
+        "iwae-dreg": "mnist-dynamic_iwae-dreg_k4_L1_s0_code_full",
+        "miwae": "mnist-dynamic_miwae_m2_k2_L1_s0_code_full",
+        "ciwae": "mnist-dynamic_ciwae_beta0.25_k4_L1_s0_code_full",
+        "piwae": "mnist-dynamic_piwae_m2_k2_L1_s0_code_full",
+        "rws": "mnist-dynamic_rws_k4_L1_s0_code_full",
+    }
+    assert objective_label("miwae", 8, m=8) == "MIWAE(M=8, K=8)"
+    assert objective_label("iwae", 50, estimator="dreg") == "IWAE-DReG k=50"
+    assert objective_label("ciwae", 64, beta=0.05) == "CIWAE(β=0.05) k=64"
+    assert NEW["miwae"].to_dict()["m"] == 2 and not NEW["miwae"].is_plain
+    assert RunConfig.from_dict(NEW["ciwae"].to_dict()) == NEW["ciwae"]
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"model": "miwae"}, "--model miwae needs --m"),
+    ({"model": "ciwae"}, "--model ciwae needs --beta"),
+    ({"model": "vae", "estimator": "dreg"}, "use it with --model iwae"),
+    ({"estimator": "dreg", "layers": 2}, "dreg is defined for one stochastic layer"),
+    ({"m": 4}, "--m applies to --model miwae or piwae"),
+    ({"beta": 0.5}, "--beta applies to --model ciwae"),
+    ({"model": "ciwae", "beta": 1.5}, "--beta must be between 0 and 1"),
+    ({"model": "nvil"}, "--model must be one of"),
+])
+def test_wrong_objective_parameters_are_refused_with_what_to_do(kw, message):
+    with pytest.raises(UserError, match=message):
+        small(**kw)
+
+
+def test_bad_objective_flags_end_in_one_line(tmp_path, capsys):
+    argv = ["train", "--data", "mnist-dynamic", "--model", "iwae", "--estimator", "dreg",
+            "--k", "5", "--layers", "2", "--data-dir", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "one stochastic layer" in err
+
+
+def single_run_loop(config: RunConfig, data_dir, steps: int) -> dict[str, torch.Tensor]:
+    """The reference: one model, its own optimizer and generators, one plain loop. What a run
+    alone must reproduce bit for bit (the exact numerics)."""
+    dataset = load_dataset(config.data, data_dir)
+    plan = make_plan(config, dataset.train.shape[0])
+    model = initial_member_model(config, dataset)
+    optimizer = make_optimizer(config.fidelity, model.parameters(), plan.stage_at(0).lr)
+    source = MinibatchSource(dataset.train, config, plan, torch.device("cpu"))
+    noise, binarizer = member_generators(config, dataset.dynamic, torch.device("cpu"))
+    group = GroupObjectives([objective_of(config)], "cpu")
+    reduction = loss_reduction(config.fidelity)
+    for step in range(steps):
+        set_learning_rate(optimizer, plan.stage_at(step).lr)
+        x = binarizer(source.batch(step)).unsqueeze(0)
+        eps = model.draw_noise(1, config.samples, x.shape[1], noise, "cpu")
+        for p in model.parameters():
+            p.grad = None
+        estimate = group.estimate(model, x, eps)
+        estimator_backward(model, estimate, lambda s: training_loss(s, reduction))
+        optimizer.step()
+    return {name: p.detach() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("name", sorted(NEW))
+def test_a_run_alone_is_bit_identical_to_the_single_run_loop(name, synthetic_data_dir,
+                                                             tmp_path):
+    config = NEW[name]  # 2 epochs of 5 steps: crosses the first learning-rate change
+    record = train_run(config, tmp_path / "run", synthetic_data_dir, show_progress=False)
+    assert record["status"] == "complete"
+    trained = load_latest_checkpoint(tmp_path / "run")["model"]
+    reference = single_run_loop(config, synthetic_data_dir, record["progress"]["steps"])
+    for key, value in reference.items():
+        assert torch.equal(trained[key], value), key
+
+
+def test_records_say_which_bound_and_estimator_a_run_used(synthetic_data_dir, tmp_path):
+    record = train_run(NEW["piwae"], tmp_path / "run", synthetic_data_dir, show_progress=False)
+    config = record["config"]
+    assert (config["model"], config["m"], config["k"]) == ("piwae", 2, 2)
+    assert "--model piwae --m 2 --k 2" in record["command"]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["m"] == 2 and "estimator" not in saved
+    # a run directory of another objective is refused, both ways round
+    with pytest.raises(UserError, match="holds a different run.*m: 2 there, None here"):
+        train_run(small(model="iwae"), tmp_path / "run", synthetic_data_dir,
+                  show_progress=False)
+    train_run(small(), tmp_path / "plain", synthetic_data_dir, show_progress=False)
+    with pytest.raises(UserError, match="estimator: None there, 'dreg' here"):
+        train_run(NEW["iwae-dreg"], tmp_path / "plain", synthetic_data_dir,
+                  show_progress=False)
+
+
+@pytest.mark.slow
+def test_a_mixed_group_trains_every_member_as_alone(synthetic_data_dir, tmp_path):
+    configs = [small(model="vae"), small(seed=1), *NEW.values()]
+    dirs = [tmp_path / f"m{i}" for i in range(len(configs))]
+    records = train_group(configs, dirs, synthetic_data_dir, show_progress=False)
+    for i, (config, record) in enumerate(zip(configs, records, strict=True)):
+        assert record["status"] == "complete"
+        assert record["environment"]["execution"]["group_size"] == len(configs)
+        alone = train_run(config, tmp_path / f"alone{i}", synthetic_data_dir,
+                          show_progress=False)
+        ours, theirs = (load_latest_checkpoint(d)["model"] for d in (dirs[i],
+                                                                     tmp_path / f"alone{i}"))
+        for key in ours:
+            torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6,
+                                       msg=f"{run_id(config)}: {key}")
+        assert record["metrics"]["test_nll"] == pytest.approx(alone["metrics"]["test_nll"],
+                                                              abs=1e-3)
+
+
+def test_a_new_estimator_run_resumes_bit_identically(synthetic_data_dir, tmp_path, monkeypatch):
+    import benchmark.training.loop as loop
+
+    config = small(model="rws", epochs=4)  # stage ends at steps 5 and 20
+    real_save = loop.save_checkpoint
+
+    def crash_after_first_stage(run_dir, payload):
+        real_save(run_dir, payload)
+        if payload["step"] == 5:
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(loop, "save_checkpoint", crash_after_first_stage)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_run(config, tmp_path / "run", synthetic_data_dir, show_progress=False)
+    monkeypatch.undo()
+    assert train_run(config, tmp_path / "run", synthetic_data_dir,
+                     show_progress=False)["status"] == "complete"
+    whole = train_run(config, tmp_path / "whole", synthetic_data_dir, show_progress=False)
+    assert whole["status"] == "complete"
+    a = load_latest_checkpoint(tmp_path / "run")["model"]
+    b = load_latest_checkpoint(tmp_path / "whole")["model"]
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.parametrize("name", ["iwae-dreg", "piwae"])
+def test_fast_numerics_train_the_new_estimators_within_rounding(name, synthetic_data_dir,
+                                                                tmp_path):
+    from benchmark.training.execution import ExecutionOptions
+
+    config = NEW[name]
+    fast = train_run(config, tmp_path / "fast", synthetic_data_dir, show_progress=False,
+                     options=ExecutionOptions(numerics="fast"))
+    exact = train_run(config, tmp_path / "exact", synthetic_data_dir, show_progress=False)
+    assert fast["environment"]["execution"]["numerics"] == "fast"
+    a = load_latest_checkpoint(tmp_path / "fast")["model"]
+    b = load_latest_checkpoint(tmp_path / "exact")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-5, msg=key)
+    assert fast["metrics"]["test_nll"] == pytest.approx(exact["metrics"]["test_nll"], abs=1e-2)
+
+
+def test_the_command_line_trains_a_new_objective(synthetic_data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--data", "mnist-dynamic", "--model", "miwae", "--m", "2", "--k", "3",
+            "--layers", "1", "--steps", "3", "--eval-k", "5", "--eval-n", "10",
+            "--data-dir", str(synthetic_data_dir), "--out", str(out)]
+    assert main(argv) == 0
+    line = capsys.readouterr().out
+    assert line.startswith("mnist-dynamic_miwae_m2_k3_L1_s0_code_full_steps3_evalk5_evaln10:")
+    record = json.loads((out / "result.json").read_text())
+    assert record["status"] == "complete" and record["config"]["m"] == 2
