@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_dir(p)
 
     p = sub.add_parser("sweep", help="train and evaluate a grid of runs")
-    p.add_argument("grid", choices=("table1", "table2", "binarization"))
+    p.add_argument("grid", choices=("table1", "table2", "binarization", "estimators"))
     p.add_argument("--schedule", choices=("full", "quick", "smoke"), default="full")
     p.add_argument("--fidelity", choices=("code", "paper"), default="code")
     p.add_argument("--data", nargs="+", choices=DATA_CHOICES, default=None)
@@ -195,8 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-k", type=positive_int, default=None)
     p.add_argument("--eval-n", type=positive_int, default=None)
     p.add_argument("--no-group", action="store_true",
-                   help="train every run alone (default: compatible runs, same layers, k, "
-                        "fidelity and device, train together as batched ensembles)")
+                   help="train every run alone (default: compatible runs, same layers, "
+                        "samples per example, fidelity and device, train together as batched "
+                        "ensembles)")
     add_execution_flags(p)
     add_data_dir(p)
     p.add_argument("--results", type=Path, default=Path("results"))
@@ -205,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: reports/<name of the results folder>)")
-    p.add_argument("--grid", choices=("table1", "table2", "binarization"), default=None,
+    p.add_argument("--grid", choices=("table1", "table2", "binarization", "estimators"),
+                   default=None,
                    help="show only that sweep grid's runs and tables")
 
     p = sub.add_parser("oracle", help="run the authors' own code beside the suite and compare")

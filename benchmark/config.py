@@ -193,7 +193,7 @@ def cut_suffix(config: RunConfig) -> str:
 # Fields that define what a run is. `device` only says where it runs, so a run trained on a GPU
 # is the same run as one asked for with --device auto.
 IDENTITY_FIELDS = ("data", "model", "k", "layers", "seed", "fidelity", "schedule", "stages",
-                   "epochs", "steps")
+                   "epochs", "steps", "estimator", "m", "beta")
 
 
 def identity_of(config: RunConfig) -> dict[str, Any]:

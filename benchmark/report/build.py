@@ -2,7 +2,9 @@
 
 Output layout (out_dir):
     index.html                      the self-contained page (figures inlined)
-    tables/<fidelity>/table1.{csv,md,tex}, table3.*, table2.*, binarization.*, train_test_gap.*
+    tables/<fidelity>/table1.{csv,md,tex}, table3.*, table2.*, binarization.*, train_test_gap.*,
+                      estimators.* (the objectives beyond the paper's)
+    tables/snr_<i>.*                every gradient SNR record found (diagnose --snr)
     tables/runs.*, tables/attention.*, tables/provenance.*, tables/datasets.*
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from benchmark.errors import UserError
 from benchmark.records import atomic_write_text
 from benchmark.report import figures
+from benchmark.report.estimators import SnrRecord, estimators_table, find_snr_records, snr_table
 from benchmark.report.html import Banner, FigureBlock, GalleryCard, Page, Section, render_page
 from benchmark.report.oracle_section import oracle_section
 from benchmark.report.provenance import (
@@ -209,14 +212,47 @@ def reading_guide(published: Published) -> Section:
         f"less than {published.pruning_max_change:g} nats ({published.pruning_source.cite()}).")
 
 
+def shows_estimators(runs: Sequence[Run], grid: str | None, snr: Sequence[SnrRecord]) -> bool:
+    """The estimators section: in its grid's report, and in a whole-folder report that holds
+    any run of an objective beyond the paper's or any SNR record."""
+    if grid == "estimators":
+        return True
+    return grid is None and (any(not r.is_plain for r in runs) or bool(snr))
+
+
+def estimators_section(tables: Sequence[ReportTable], snr: Sequence[SnrRecord],
+                       snr_tables: Sequence[ReportTable]) -> Section:
+    blocks = tuple(
+        FigureBlock(f"Gradient SNR against K: {record.where}", record.png(),
+                    "Median SNR over each network's parameter coordinates (lines) and their "
+                    "quartiles (shaded), log-log; solid: inference network, dashed: generative "
+                    "network. Drawn by `python -m benchmark diagnose --snr` beside the record.",
+                    empty="The record has no snr.png beside it.")
+        for record in snr)
+    notes = () if snr else (
+        "No gradient SNR record yet: run `python -m benchmark diagnose RUN_DIR --snr` on a "
+        "trained run (or without RUN_DIR, at initialisation) and report again.",)
+    return Section(
+        "estimators", "Objectives and estimators beyond the paper",
+        "STL and DReG estimators of the IWAE bound, MIWAE, CIWAE and PIWAE (Rainforth et al. "
+        "2018) and reweighted wake-sleep, trained on the paper's protocol beside its VAE and "
+        "IWAE; then the gradient signal-to-noise diagnostic that explains their differences.",
+        tables=(*tables, *snr_tables), figures=blocks, notes=notes)
+
+
 def build_page(results_dir: Path, out_dir: Path, runs: list[Run], published: Published,
                per_fidelity: list[FidelityTables], extra: list[ReportTable],
                links: dict[str, list[str]], origin: ReportOrigin, grid: str | None,
-               oracle: Section | None = None) -> Page:
-    counts = verdict_counts([t for ft in per_fidelity for t in ft.for_grid(grid)])
+               oracle: Section | None = None, estimator_tables: Sequence[ReportTable] = (),
+               snr: Sequence[SnrRecord] = (), snr_tables: Sequence[ReportTable] = ()) -> Page:
+    counts = verdict_counts([t for ft in per_fidelity for t in ft.for_grid(grid)]
+                            + list(estimator_tables))
     sections = [reading_guide(published)]
-    for ft in per_fidelity:
-        sections += fidelity_sections(ft, runs, published, grid)
+    if grid != "estimators":
+        for ft in per_fidelity:
+            sections += fidelity_sections(ft, runs, published, grid)
+    if estimator_tables or snr:
+        sections.append(estimators_section(estimator_tables, snr, snr_tables))
     by_name = {t.name: t for t in extra}
     sections += [
         Section("attention", "Runs that did not complete", tables=(by_name["attention"],)),
@@ -242,7 +278,8 @@ def build_report(results_dir: Path, out_dir: Path | None = None, grid: str | Non
                  ) -> Path:
     """Write out_dir/index.html and out_dir/tables/*; return the path of index.html.
 
-    With a grid (table1, binarization, table2), only that sweep's runs and tables are shown:
+    With a grid (table1, binarization, table2, estimators), only that sweep's runs and tables
+    are shown:
     the runs of one results folder can serve several grids (table1's MNIST runs are also the
     dynamic half of the binarization comparison)."""
     results_dir = Path(results_dir)
@@ -260,13 +297,22 @@ def build_report(results_dir: Path, out_dir: Path | None = None, grid: str | Non
     oracle = oracle_section(results_dir)
     if oracle is not None:
         extra.append(oracle[1])
+    snr = find_snr_records(results_dir)
+    estimator_tables, snr_tables = [], []
+    if shows_estimators(runs, grid, snr):
+        estimator_tables = [estimators_table(runs, published, fid) for fid in fidelities(runs)]
+        snr_tables = [snr_table(record, i) for i, record in enumerate(snr, start=1)]
+    else:
+        snr = []
+    shown = [] if grid == "estimators" else [t for ft in per_fidelity for t in ft.for_grid(grid)]
     links = {}
-    for table in [t for ft in per_fidelity for t in ft.for_grid(grid)] + extra:
+    for table in shown + estimator_tables + snr_tables + extra:
         written = write_table(table, out_dir / "tables")
         links[table.relpath] = [str(p.relative_to(out_dir)) for p in written]
         _make_readable(written)
     page = build_page(results_dir, out_dir, runs, published, per_fidelity, extra, links, origin,
-                      grid, oracle[0] if oracle is not None else None)
+                      grid, oracle[0] if oracle is not None else None, estimator_tables, snr,
+                      snr_tables)
     index = out_dir / "index.html"
     atomic_write_text(index, render_page(page))
     _make_readable([index])

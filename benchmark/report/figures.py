@@ -154,7 +154,8 @@ def learning_curves(runs: Sequence[Run], fidelity: str) -> bytes | None:
     """Training bound against epoch (log axis), one panel per condition and depth."""
     curves = {}
     for run in runs:
-        if run.fidelity == fidelity and not run.is_continuation and run.data in ALL_DATA:
+        if (run.fidelity == fidelity and not run.is_continuation and run.is_plain
+                and run.data in ALL_DATA):
             frame = read_curve(run)
             if frame is not None:
                 curves[run] = frame

@@ -1,4 +1,6 @@
-"""The published numbers of arXiv:1509.00519v4 (Tables 1, 2, 3 and the text around them).
+"""The published numbers of arXiv:1509.00519v4 (Tables 1, 2, 3 and the text around them), and
+those of the objectives and estimators that came after it (from other protocols, each cell with
+its source and how its protocol differs).
 
 The numbers live in published.json beside this module, each with its source, so that no table or
 figure code ever types a published number. `load_published()` validates the file on every load:
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from benchmark.config import ESTIMATORS, OBJECTIVES
 
 PUBLISHED_JSON = Path(__file__).with_name("published.json")
 PAPER_VERSION = "arXiv:1509.00519v4"
@@ -106,6 +110,33 @@ class Noise:
 
 
 @dataclass(frozen=True)
+class EstimatorCell:
+    """A published test NLL of an objective beyond the paper's, from another protocol."""
+
+    data: str
+    layers: int
+    model: str
+    k: int
+    estimator: str | None
+    m: int | None
+    beta: float | None
+    nll: float
+    spread: float | None  # the quoted +/- over runs, when the source gives one
+    source: Source
+    quoted_from: str | None  # the paper a secondary source quotes the number from
+    protocol: str
+    differences: str
+
+    @property
+    def key(self) -> tuple:
+        return (self.data, self.layers, self.model, self.k, self.estimator, self.m, self.beta)
+
+    def cite(self) -> str:
+        quoted = f" quoting {self.quoted_from}" if self.quoted_from else ""
+        return f"{self.source.cite()}{quoted}"
+
+
+@dataclass(frozen=True)
 class Published:
     paper: dict[str, str]
     table1: tuple[PublishedCell, ...]
@@ -116,6 +147,7 @@ class Published:
     pruning_quote: str
     pruning_source: Source
     noise: Noise
+    estimators: tuple[EstimatorCell, ...] = ()
 
     def cell(self, data: str, layers: int, k: int, model: str) -> PublishedCell | None:
         for cell in (*self.table1, *self.table3):
@@ -123,6 +155,10 @@ class Published:
             if key == (data, layers, k, model):
                 return cell
         return None
+
+    def estimator_cell(self, key: tuple) -> EstimatorCell | None:
+        """The published cell of (data, layers, model, k, estimator, m, beta), if any."""
+        return next((c for c in self.estimators if c.key == key), None)
 
     def gap(self, data: str) -> GapRange | None:
         return next((g for g in self.gaps if g.data == data), None)
@@ -224,6 +260,44 @@ def _noise(raw: Any) -> Noise:
                  str(raw.get("active_units_basis", "")))
 
 
+def _optional_int(value: Any, where: str) -> int | None:
+    _require(value is None or (isinstance(value, int) and value >= 1), where)
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    _require(isinstance(value, str) and value.strip() != "", f"{where} missing")
+    return value
+
+
+def _estimator_cells(raw: Any) -> tuple[EstimatorCell, ...]:
+    _require(isinstance(raw, dict) and isinstance(raw.get("cells"), list), "estimators.cells")
+    cells = []
+    for i, c in enumerate(raw["cells"]):
+        where = f"estimators.cells[{i}]"
+        _require(c.get("data") in TABLE1_DATA and c.get("layers") in LAYERS, f"{where}: setting")
+        _require(c.get("model") in OBJECTIVES, f"{where}: model {c.get('model')!r}")
+        estimator = c.get("estimator")
+        _require(estimator is None or estimator in ESTIMATORS, f"{where}: estimator")
+        _require(isinstance(c.get("k"), int) and c["k"] >= 1, f"{where}: k")
+        beta = c.get("beta")
+        _require(beta is None or (isinstance(beta, int | float) and 0 <= beta <= 1),
+                 f"{where}: beta")
+        spread = c.get("spread")
+        _require(spread is None or (isinstance(spread, int | float) and 0 < spread < 1),
+                 f"{where}: spread")
+        cells.append(EstimatorCell(
+            c["data"], c["layers"], c["model"], c["k"], estimator,
+            _optional_int(c.get("m"), f"{where}: m"), None if beta is None else float(beta),
+            _nll(c.get("nll"), where), None if spread is None else float(spread),
+            _source(c.get("source"), where), c.get("quoted_from"),
+            _text(c.get("protocol"), f"{where}: protocol"),
+            _text(c.get("differences"), f"{where}: differences")))
+    keys = [c.key for c in cells]
+    _require(len(keys) == len(set(keys)), "estimators: duplicate cells")
+    return tuple(cells)
+
+
 def parse_published(doc: dict[str, Any]) -> Published:
     """Validate a decoded published.json and return it as typed, immutable data."""
     _require(isinstance(doc, dict), "top level is not an object")
@@ -242,6 +316,7 @@ def parse_published(doc: dict[str, Any]) -> Published:
         pruning_quote=str(pruning.get("quote", "")),
         pruning_source=_source(pruning.get("source"), "pruning"),
         noise=_noise(doc.get("noise")),
+        estimators=_estimator_cells(doc.get("estimators")),
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import CONTINUATION_EPOCHS, PROTOCOL_EPOCHS
+from benchmark.config import CONTINUATION_EPOCHS, PROTOCOL_EPOCHS, objective_label
 from benchmark.records import RESULT_FILE, iter_results, read_json
 
 PAPER_EVAL_K = 5000
@@ -87,6 +87,38 @@ class Run:
     @property
     def layers(self) -> int | None:
         return self.config.get("layers")
+
+    @property
+    def estimator(self) -> str | None:
+        return self.config.get("estimator")
+
+    @property
+    def m(self) -> int | None:
+        return self.config.get("m")
+
+    @property
+    def beta(self) -> float | None:
+        return self.config.get("beta")
+
+    @property
+    def is_plain(self) -> bool:
+        """The paper's VAE or IWAE with its own gradient: a run of Tables 1-3 (records written
+        before the other objectives existed have none of their fields)."""
+        return (self.model in ("vae", "iwae") and self.estimator is None and self.m is None
+                and self.beta is None)
+
+    @property
+    def objective_key(self) -> tuple:
+        """(data, layers, model, k, estimator, m, beta): which published cell it compares with."""
+        return (self.data, self.layers, self.model, self.k, self.estimator, self.m, self.beta)
+
+    @property
+    def samples(self) -> int | None:
+        return None if self.k is None else self.k * (self.m or 1)
+
+    def objective_text(self) -> str:
+        return objective_label(self.model or "?", self.k if self.k is not None else 0,
+                               self.estimator, self.m, self.beta)
 
     @property
     def seed(self) -> int | None:
@@ -205,7 +237,7 @@ class Run:
 
     def describe(self) -> str:
         layers = f"{self.layers}L" if self.layers is not None else "?L"
-        what = model_label(self.model, self.k)
+        what = model_label(self.model, self.k) if self.is_plain else self.objective_text()
         return f"{data_label(self.data)} {what} {layers} seed {self.seed}"
 
 
@@ -251,17 +283,28 @@ def resolve_init_run(run: Run, runs: list[Run], results_dir: Path) -> Run | None
 
 GRID_DATA = {"table1": ("mnist-dynamic", "omniglot"),
              "binarization": ("mnist-dynamic", "mnist-fixed"),
-             "table2": ("mnist-dynamic",)}
+             "table2": ("mnist-dynamic",),
+             "estimators": ("mnist-dynamic",)}
+GRIDS = tuple(GRID_DATA)
+# The paper's objectives the estimators grid trains beside the new ones, at one layer.
+ESTIMATOR_GRID_PLAIN_KS = (5, 50, 64)
+ESTIMATOR_GRID_LAYERS = 1
 
 
 def in_grid(run: Run, grid: str | None, continuation_bases: set[Path]) -> bool:
-    """Whether a run belongs to a report of one sweep grid: its data conditions, and for
-    table2 the continuations and the runs they continue from."""
+    """Whether a run belongs to a report of one sweep grid: its data conditions (the paper's
+    objectives only, except for the estimators grid), and for table2 the continuations and the
+    runs they continue from."""
     if grid is None:
         return True
     if grid == "table2":
         return run.init_from is not None or run.run_dir.resolve() in continuation_bases
-    return run.init_from is None and run.data in GRID_DATA[grid]
+    if run.init_from is not None or run.data not in GRID_DATA[grid]:
+        return False
+    if grid == "estimators":
+        return run.layers == ESTIMATOR_GRID_LAYERS and (
+            not run.is_plain or run.k in ESTIMATOR_GRID_PLAIN_KS)
+    return run.is_plain
 
 
 def select_grid(runs: list[Run], grid: str | None) -> list[Run]:

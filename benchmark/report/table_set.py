@@ -38,6 +38,7 @@ class FidelityTables:
             "table1": [self.table1, self.gap],
             "binarization": [self.table1_mnist, self.table3, self.binarization, self.gap],
             "table2": [self.table2],
+            "estimators": [],  # its own table: benchmark.report.estimators
         }[grid]
         return [t for t in chosen if t is not None]
 

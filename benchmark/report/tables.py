@@ -65,7 +65,7 @@ def build_grid(runs: Sequence[Run], published: Published, fidelity: str) -> Grid
             for k in KS:
                 for model in MODELS:
                     key = (data, layers, k, model)
-                    cell_runs = [r for r in runs if not r.is_continuation
+                    cell_runs = [r for r in runs if not r.is_continuation and r.is_plain
                                  and r.fidelity == fidelity
                                  and (r.data, r.layers, r.k, r.model) == key]
                     ref = published.cell(*key)
@@ -211,7 +211,7 @@ def _without_verdict(cell: Cell, why: str) -> Cell:
 def table2(runs: Sequence[Run], published: Published, fidelity: str,
            results_dir: Path) -> ReportTable | None:
     """Section 5.2 continuations; None when this fidelity has none."""
-    conts = [r for r in runs if r.is_continuation and r.fidelity == fidelity]
+    conts = [r for r in runs if r.is_continuation and r.is_plain and r.fidelity == fidelity]
     if not conts:
         return None
     rows = []
@@ -241,7 +241,7 @@ def run_cells(run: Run) -> tuple[Cell, ...]:
     layers = f"{run.layers}L" if run.layers is not None else "?L"
     return (
         Cell(value=data_label(run.data)),
-        Cell(value=f"{(run.model or '?').upper()} k={run.k}, {layers}"),
+        Cell(value=f"{run.objective_text()}, {layers}"),
         Cell(value=str(run.seed)), Cell(value=run.fidelity), Cell(value=str(run.schedule)),
         Cell(value=run.status_text()),
         Cell(value=format_nll(run.test_nll), spread=format_nll(se) if se is not None else ""),

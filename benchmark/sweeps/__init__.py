@@ -1,15 +1,15 @@
 """The sweeps stage: a grid of runs trained, resumed and retried until each is complete.
 
-grids.py defines the grids as data (table1, binarization, table2) and groups compatible runs;
-driver.py feeds tasks to an executor and settles what comes back; tasks.py is what a worker
+grids.py defines the grids as data (table1, binarization, table2, estimators) and groups compatible
+runs; driver.py feeds tasks to an executor and settles what comes back; tasks.py is what a worker
 executes; executors.py runs tasks in a local process pool or on Ray, whose workers orphans.py makes
 die with their sweep; locks.py keeps two sweeps off one run; run_state.py and availability.py read
-the results folder and the data before anything trains; cost_model.py prices the tasks of a sweep
-on this machine, calibration.py times them there, projection.py prints what a sweep will cost
-before it trains and eta.py its ETA while it runs; progress.py is the display; command.py is
-`python -m benchmark sweep`, doctor.py `python -m benchmark doctor` (this machine: checks,
-timings, projections). It hands the report a results folder of one directory per run, each with
-its result record.
+the results folder and the data before anything trains; cost_model.py prices the tasks of a sweep on
+this machine, calibration.py times them there, projection.py prints what a sweep will cost before it
+trains and eta.py its ETA while it runs; progress.py is the display; command.py is `python -m
+benchmark sweep`, doctor.py `python -m benchmark doctor` (this machine: checks, timings,
+projections). It hands the report a results folder of one directory per run, each with its result
+record.
 """
 
 from benchmark.exports import lazy_exports

@@ -1,4 +1,5 @@
-"""`python -m benchmark sweep {table1,table2,binarization}`: train and evaluate a grid of runs.
+"""`python -m benchmark sweep {table1,table2,binarization,estimators}`: train and evaluate a
+grid of runs.
 
 A sweep is resumable and idempotent. Each run lives in <results>/<sweep>/<run-id> (see
 benchmark.sweeps.grids for the grids and ids). On every call:
@@ -206,7 +207,8 @@ class SweepLoop:
         groups = group_runs(ready, self.executor.capacity, apart=recorded_threads)
         largest = max(len(group) for group in groups)
         self.display.line(f"{len(ready)} run(s) ready: {len(groups)} task(s) of up to {largest} "
-                          f"compatible run(s) (same layers, k, fidelity, device)", error=True)
+                          f"compatible run(s) (same layers, samples per example, fidelity, "
+                          f"device)", error=True)
         return groups
 
     def take_ready(self, limit: int | None = None) -> list[PlannedRun]:

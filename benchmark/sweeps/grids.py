@@ -5,15 +5,23 @@ Grids (paper arXiv 1509.00519v4):
   binarization  {mnist-dynamic, mnist-fixed} x the same 12 cells              (Tables 1 and 3)
   table2        Section 5.2: the 1-layer mnist-dynamic VAE k=1 continued as IWAE k=50, and the
                 IWAE k=50 continued as VAE k=1, each from its table1 run (the base run)
+  estimators    the objectives that came after the paper on its protocol (mnist-dynamic, one
+                stochastic layer, Burda's schedule and batch): at k {5, 50} the VAE, IWAE,
+                IWAE-STL, IWAE-DReG, CIWAE(0.05) and RWS; at 64 samples per example
+                MIWAE / PIWAE(M, K) for M x K = 64 with (M, K) in {(4, 16), (8, 8), (16, 4)}
+                (Rainforth et al. 2018), beside IWAE k=64 (= MIWAE(1, 64)), VAE k=64
+                (= MIWAE(64, 1)) and CIWAE(0.05) k=64
 
 A run's directory is <results>/<sweep>/<run-id>. Runs that are cells of Table 1 always live in
-results/table1, whichever grid asks for them: the table2 base runs, and the mnist-dynamic half of
-the binarization grid, whose configuration is identical to Table 1's (training them twice would
-double the most expensive part of the comparison for nothing).
+results/table1, whichever grid asks for them: the table2 base runs, the mnist-dynamic half of
+the binarization grid and the VAE / IWAE k {5, 50} runs of the estimators grid, whose
+configurations are identical to Table 1's (training them twice would double the most expensive
+part of the comparison for nothing).
 
 Grouping (group_runs): runs that benchmark.training.ensemble.group_key calls compatible (same
-layers, k, fidelity and device) and that live in the same sweep directory are trained together as
-one batched ensemble, in groups sized so that every worker has something to train.
+layers, samples per example, fidelity and device) and that live in the same sweep directory are
+trained together as one batched ensemble, in groups sized so that every worker has something to
+train.
 """
 
 from __future__ import annotations
@@ -28,13 +36,39 @@ from benchmark.config import RunConfig, run_id
 from benchmark.errors import UserError
 from benchmark.training import split_into_groups
 
-GRIDS = ("table1", "table2", "binarization")
+GRIDS = ("table1", "table2", "binarization", "estimators")
 MODEL_CELLS = tuple(itertools.product(("vae", "iwae"), (1, 5, 50), (1, 2)))
 GRID_DATA = {
     "table1": ("mnist-dynamic", "omniglot"),
     "binarization": ("mnist-dynamic", "mnist-fixed"),
     "table2": ("mnist-dynamic",),
+    "estimators": ("mnist-dynamic",),
 }
+
+
+@dataclass(frozen=True)
+class ObjectiveCell:
+    """One objective of the estimators grid: RunConfig's model, k, estimator, m, beta."""
+
+    model: str
+    k: int
+    estimator: str | None = None
+    m: int | None = None
+    beta: float | None = None
+
+
+ESTIMATORS_LAYERS = 1  # DReG as published is for one stochastic layer
+CIWAE_BETA = 0.05  # the beta of the published CIWAE number (Rainforth et al. 2018)
+MIWAE_SHAPES = ((4, 16), (8, 8), (16, 4))  # (M, K) with M x K = 64
+ESTIMATOR_CELLS = (
+    *(cell for k in (5, 50) for cell in (
+        ObjectiveCell("vae", k), ObjectiveCell("iwae", k), ObjectiveCell("iwae", k, "stl"),
+        ObjectiveCell("iwae", k, "dreg"), ObjectiveCell("ciwae", k, beta=CIWAE_BETA),
+        ObjectiveCell("rws", k))),
+    ObjectiveCell("vae", 64), ObjectiveCell("iwae", 64),
+    ObjectiveCell("ciwae", 64, beta=CIWAE_BETA),
+    *(ObjectiveCell(model, k, m=m) for model in ("miwae", "piwae") for m, k in MIWAE_SHAPES),
+)
 # Section 5.2: (base model, base k) -> (continued as model, k). 1 stochastic layer, MNIST.
 CONTINUATIONS = ((("vae", 1), ("iwae", 50)), (("iwae", 50), ("vae", 1)))
 CONTINUATION_DATA = "mnist-dynamic"
@@ -58,11 +92,13 @@ class SweepOptions:
     eval_n: int | None = None
 
     def run_config(self, data: str, model: str, k: int, layers: int, seed: int,
-                   init_from: str | None = None) -> RunConfig:
+                   init_from: str | None = None, estimator: str | None = None,
+                   m: int | None = None, beta: float | None = None) -> RunConfig:
         return RunConfig(
             data=data, model=model, k=k, layers=layers, seed=seed, fidelity=self.fidelity,
             schedule=self.schedule, stages=self.stages, epochs=self.epochs, steps=self.steps,
             eval_k=self.eval_k, eval_n=self.eval_n, device=self.device, init_from=init_from,
+            estimator=estimator, m=m, beta=beta,
         )
 
 
@@ -95,9 +131,14 @@ def selected_data(grid: str, requested: Sequence[str] | None) -> tuple[str, ...]
     return tuple(d for d in available if d in requested)
 
 
-def home_sweep(grid: str, data: str) -> str:
+def is_table1_cell(config: RunConfig) -> bool:
+    return (config.is_plain and config.data in GRID_DATA["table1"] and config.init_from is None
+            and (config.model, config.k, config.layers) in MODEL_CELLS)
+
+
+def home_sweep(grid: str, config: RunConfig) -> str:
     """The sweep directory a cell lives in: Table 1 cells are shared with the table1 sweep."""
-    if grid == "binarization" and data in GRID_DATA["table1"]:
+    if grid in ("binarization", "estimators") and is_table1_cell(config):
         return TABLE1_SWEEP
     return grid
 
@@ -113,7 +154,18 @@ def expand_cells(grid: str, options: SweepOptions, results_dir: Path) -> list[Pl
     for data in selected_data(grid, options.data):
         for (model, k, layers), seed in itertools.product(MODEL_CELLS, range(options.seeds)):
             config = options.run_config(data, model, k, layers, seed)
-            runs.append(planned_run(results_dir, home_sweep(grid, data), config))
+            runs.append(planned_run(results_dir, home_sweep(grid, config), config))
+    return runs
+
+
+def expand_estimators(options: SweepOptions, results_dir: Path) -> list[PlannedRun]:
+    """estimators: every objective cell x seed, one stochastic layer."""
+    runs = []
+    for data in selected_data("estimators", options.data):
+        for cell, seed in itertools.product(ESTIMATOR_CELLS, range(options.seeds)):
+            config = options.run_config(data, cell.model, cell.k, ESTIMATORS_LAYERS, seed,
+                                        estimator=cell.estimator, m=cell.m, beta=cell.beta)
+            runs.append(planned_run(results_dir, home_sweep("estimators", config), config))
     return runs
 
 
@@ -142,6 +194,8 @@ def expand_grid(grid: str, options: SweepOptions, results_dir: Path) -> list[Pla
     results_dir = Path(results_dir).resolve()
     if grid == "table2":
         return expand_continuations(options, results_dir)
+    if grid == "estimators":
+        return expand_estimators(options, results_dir)
     return expand_cells(grid, options, results_dir)
 
 

@@ -37,10 +37,20 @@ class Row:
 
 
 @dataclass
+class EstimatorRow:
+    """An estimator's step against the IWAE step it changes, both timed in the same minutes."""
+
+    case: str
+    baseline: str  # what it is compared with, e.g. "IWAE k=50"
+    times_ms: dict[str, float]  # "iwae exact", "iwae fast", "exact", "fast"
+
+
+@dataclass
 class Recorder:
     peak_gflops: float = 0.0
     data_source: str = ""
     rows: list[Row] = field(default_factory=list)
+    estimator_rows: list[EstimatorRow] = field(default_factory=list)
 
 
 RECORDER = Recorder()
@@ -119,9 +129,11 @@ def _ratio(base: float | None, t: float | None) -> str:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
     rec = RECORDER
+    write = terminalreporter.write_line
+    if rec.estimator_rows:
+        _estimator_summary(write, rec.estimator_rows)
     if not rec.rows:
         return
-    write = terminalreporter.write_line
     write("")
     write(f"IWAE suite performance, {torch.get_num_threads()} threads, "
           f"float32 matmul peak {rec.peak_gflops:.0f} GFLOP/s (torch.mm 2048^3), "
@@ -151,6 +163,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
           "L_5000: forward only), plus for a step Adam's memory traffic (7 arrays of the "
           "parameters' size) at this machine's streaming rate, timed now; max (x) = plain / "
           "floor, the best ratio any implementation of the same model could reach here.")
+
+
+def _estimator_summary(write: Callable[[str], None], rows: list[EstimatorRow]) -> None:
+    write("")
+    write(f"Estimators against the IWAE step they change, {torch.get_num_threads()} threads; "
+          "best times in ms; (x) = estimator / IWAE (1.00x: as fast as IWAE)")
+    header = (f"{'case':<34}{'baseline':<14}{'IWAE exact':>11}{'exact':>9}{'(x)':>8}"
+              f"{'IWAE fast':>10}{'fast':>9}{'(x)':>8}")
+    write(header)
+    write("-" * len(header))
+    for row in rows:
+        t = row.times_ms
+        write(f"{row.case:<34}{row.baseline:<14}{_fmt(t.get('iwae exact'), 11)}"
+              f"{_fmt(t.get('exact'), 9)}{_ratio(t.get('exact'), t.get('iwae exact')):>8}"
+              f"{_fmt(t.get('iwae fast'), 10)}{_fmt(t.get('fast'), 9)}"
+              f"{_ratio(t.get('fast'), t.get('iwae fast')):>8}")
+    write("Both sides are the suite's batched step (benchmark.training.step), one model, one "
+          "stochastic layer, the same samples per example; DReG adds a hook on the samples' "
+          "gradient, PIWAE a second backward pass (its encoder follows MIWAE's gradient).")
 
 
 def _fmt(value: float | None, width: int, spec: str = ".2f") -> str:

@@ -1,0 +1,187 @@
+"""The estimators comparison: test NLL and active units per objective and k on Burda's protocol,
+beside the published values where they exist (each from another protocol, named with its
+source), and the gradient SNR diagnostics found under the results folder.
+
+Rows come from the runs present and from the published cells, so a published value without a
+run shows as "not run"; the paper's VAE and IWAE rows carry Table 1's values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from benchmark.config import objective_label
+from benchmark.records import read_json
+from benchmark.report.published import EstimatorCell, Published
+from benchmark.report.runs import Run, data_label
+from benchmark.report.summary import Reference, summarize
+from benchmark.report.tableio import Cell, ReportTable
+from benchmark.report.tables import nll_cell, units_cell
+
+# The order objectives are listed in within one number of samples.
+FAMILY_ORDER = {("vae", None): 0, ("iwae", None): 1, ("iwae", "stl"): 2, ("iwae", "dreg"): 3,
+                ("ciwae", None): 4, ("rws", None): 5, ("miwae", None): 6, ("piwae", None): 7}
+SNR_FILE = "snr.json"
+NETWORK_NAMES = {"encoder": "inference (q)", "decoder": "generative (p)"}
+ESTIMATOR_NAMES = {"iwae": "IWAE", "stl": "IWAE-STL", "dreg": "IWAE-DReG", "rws": "RWS",
+                   "vae": "VAE"}
+
+Key = tuple  # (data, layers, model, k, estimator, m, beta)
+
+
+def _order(key: Key) -> tuple:
+    data, layers, model, k, estimator, m, beta = key
+    return (data or "", layers or 0, k * (m or 1), FAMILY_ORDER.get((model, estimator), 9),
+            m or 0, beta if beta is not None else -1.0)
+
+
+def _label(key: Key) -> str:
+    _, _, model, k, estimator, m, beta = key
+    return objective_label(model, k, estimator, m, beta)
+
+
+def estimator_rows(runs: Sequence[Run], published: Published) -> list[Key]:
+    """Every objective to list: those run (first stages only) and those published."""
+    keys = {r.objective_key for r in runs if not r.is_continuation and r.model is not None
+            and r.k is not None}
+    keys |= {c.key for c in published.estimators}
+    return sorted(keys, key=_order)
+
+
+def _reference(key: Key, published: Published) -> tuple[Reference | None, str | None]:
+    """The published value a row compares with and its footnote text, or (None, None)."""
+    data, layers, model, k, estimator, m, beta = key
+    cell: EstimatorCell | None = published.estimator_cell(key)
+    if cell is not None:
+        note = (f"{cell.cite()}. Protocol: {cell.protocol}. How it differs from this suite's: "
+                f"{cell.differences}.")
+        if cell.spread is not None:
+            note += f" Quoted spread ±{cell.spread:.2f}."
+        return Reference(cell.nll, (), cell.cite()), note
+    if (model, estimator, m, beta) in (("vae", None, None, None), ("iwae", None, None, None)):
+        paper = published.cell(data, layers, k, model)
+        if paper is not None:
+            note = (f"{paper.source.cite()}: the paper's own run, the protocol this suite "
+                    f"follows.")
+            return Reference(paper.nll, paper.active_units, paper.source.cite()), note
+    return None, None
+
+
+@dataclass(frozen=True)
+class SourceNotes:
+    """Footnotes numbered in order of first use."""
+
+    texts: list[str]
+
+    def mark(self, text: str) -> int:
+        if text not in self.texts:
+            self.texts.append(text)
+        return self.texts.index(text) + 1
+
+
+def estimators_table(runs: Sequence[Run], published: Published, fidelity: str
+                     ) -> ReportTable:
+    mine = [r for r in runs if r.fidelity == fidelity and not r.is_continuation]
+    notes = SourceNotes([])
+    rows = []
+    for key in estimator_rows(mine, published):
+        cell_runs = [r for r in mine if r.objective_key == key]
+        reference, note = _reference(key, published)
+        nll = nll_cell(summarize(cell_runs, reference, published.noise))
+        if note is not None:
+            nll = replace(nll, notes=(*nll.notes, f"published value: source [{notes.mark(note)}]"))
+        with_units = reference if reference is not None and reference.active_units else None
+        units = units_cell(summarize(cell_runs, with_units, published.noise))
+        data, layers = key[0], key[1]
+        samples = key[3] * (key[5] or 1)
+        rows.append(((data_label(data), str(layers), str(samples), _label(key)), (nll, units)))
+    footnotes = tuple(f"[{i}] {text}" for i, text in enumerate(notes.texts, start=1))
+    footnotes += (
+        "Verdicts only for complete runs of the full protocol (3,280 epochs, L_5000), with the "
+        "tolerance of Tables 1-3. Published values other than the paper's come from other "
+        "protocols (see each source): a difference there may be the protocol's, not the "
+        "objective's.",
+        "Published values are reference data, never measurements of this suite.",
+    )
+    return ReportTable(
+        name="estimators",
+        title=f"Objectives and estimators on Burda's protocol (fidelity {fidelity})",
+        description="Test NLL (nats, L_5000) and active units per objective and number of "
+                    "importance samples per example (k, or M x K), beside the published value "
+                    "where one exists.",
+        index_columns=("Dataset", "Layers", "Samples", "Objective"),
+        value_columns=("Test NLL", "Active units"),
+        rows=tuple(rows), folder=fidelity, footnotes=footnotes)
+
+
+# --- gradient SNR diagnostics --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SnrRecord:
+    folder: Path  # where snr.json (and snr.png) live
+    record: dict
+
+    @property
+    def where(self) -> str:
+        source = self.record.get("source") or {}
+        if "run_id" in source:
+            return f"{source['run_id']} at step {source.get('step')}"
+        return f"initialisation ({source.get('initialisation', '?')})"
+
+    def png(self) -> bytes | None:
+        try:
+            return (self.folder / "snr.png").read_bytes()
+        except OSError:
+            return None
+
+
+def find_snr_records(results_dir: Path) -> list[SnrRecord]:
+    """Every gradient SNR record under the results folder, in path order."""
+    found = []
+    for path in sorted(Path(results_dir).glob(f"**/{SNR_FILE}")):
+        try:
+            record = read_json(path)
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("kind") == "gradient_snr":
+            found.append(SnrRecord(path.parent, record))
+    return found
+
+
+def snr_table(snr: SnrRecord, index: int) -> ReportTable:
+    record = snr.record
+    ks = sorted({r["k"] for r in record.get("results", [])})
+    slopes = {(s["estimator"], s["network"]): s["slope"] for s in record.get("slopes", [])}
+    lines: dict[tuple[str, str], dict[int, dict]] = {}
+    for r in record.get("results", []):
+        lines.setdefault((r["estimator"], r["network"]), {})[r["k"]] = r
+    rows = []
+    for (estimator, network), by_k in lines.items():
+        cells = []
+        for k in ks:
+            r = by_k.get(k)
+            cells.append(Cell(value=f"{r['median']:.3g}", status=f"[{r['q1']:.3g}, "
+                                                               f"{r['q3']:.3g}]")
+                         if r else Cell(value="–"))
+        slope = slopes.get((estimator, network))
+        cells.append(Cell(value=f"{slope:+.2f}" if slope is not None else "–"))
+        rows.append(((ESTIMATOR_NAMES.get(estimator, estimator),
+                      NETWORK_NAMES.get(network, network)), tuple(cells)))
+    minibatch = record.get("minibatch", {})
+    return ReportTable(
+        name=f"snr_{index}",
+        title=f"Gradient SNR: {snr.where}",
+        description=f"Median over each network's parameter coordinates of |mean| / sd of the "
+                    f"gradient estimate, from {record.get('draws')} independent draws on a fixed "
+                    f"minibatch of {minibatch.get('n')} training images (quartiles below the "
+                    f"median); slope: least-squares exponent a of SNR ~ K^a.",
+        index_columns=("Estimator", "Network"),
+        value_columns=(*(f"K={k}" for k in ks), "Slope"),
+        rows=tuple(rows),
+        footnotes=(f"Excluded coordinates: {record.get('exclusion_rule')}.",
+                   f"Expected shape: {record.get('expected')}",
+                   f"Each sd carries a relative standard error of about "
+                   f"{record.get('std_relative_error', float('nan')):.1%} from the number of "
+                   f"draws."))
