@@ -212,3 +212,46 @@ def test_the_command_line_trains_a_new_objective(synthetic_data_dir, tmp_path, c
     assert line.startswith("mnist-dynamic_miwae_m2_k3_L1_s0_code_full_steps3_evalk5_evaln10:")
     record = json.loads((out / "result.json").read_text())
     assert record["status"] == "complete" and record["config"]["m"] == 2
+
+
+def test_the_estimators_grid_shares_the_table1_cells_and_groups_by_samples(tmp_path):
+    from benchmark.sweeps.grids import SweepOptions, expand_grid, group_runs
+
+    plan = expand_grid("estimators", SweepOptions(schedule="smoke", seeds=2), tmp_path)
+    assert len(plan) == 2 * 21 and len({r.run_id for r in plan}) == len(plan)
+    assert all(r.config.layers == 1 and r.config.data == "mnist-dynamic" for r in plan)
+    table1 = [r for r in plan if r.sweep == "table1"]
+    assert sorted({(r.config.model, r.config.k) for r in table1}) == [
+        ("iwae", 5), ("iwae", 50), ("vae", 5), ("vae", 50)]
+    # the very runs (same directories) that the table1 grid plans
+    table1_plan = {r.run_dir for r in expand_grid("table1", SweepOptions(schedule="smoke",
+                                                                         seeds=2), tmp_path)}
+    assert {r.run_dir for r in table1} <= table1_plan
+    names = {r.run_id for r in plan}
+    assert {"mnist-dynamic_piwae_m8_k8_L1_s1_code_smoke", "mnist-dynamic_iwae-dreg_k50_L1_s0_"
+            "code_smoke", "mnist-dynamic_ciwae_beta0.05_k64_L1_s0_code_smoke"} <= names
+    for group in group_runs(plan, workers=1):
+        assert len({r.config.samples for r in group}) == 1
+    samples = sorted({r.config.samples for r in plan})
+    assert samples == [5, 50, 64]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("numerics", ["exact", "fast"])
+def test_cuda_graph_step_replays_the_eager_step_for_the_new_estimators(synthetic_data_dir,
+                                                                      numerics):
+    from benchmark.training.execution import ExecutionOptions
+    from benchmark.training.loop import standalone_group_step
+
+    configs = [RunConfig(**{**NEW[name].to_dict(), "device": "cuda", "seed": i})
+               for i, name in enumerate(("iwae-dreg", "piwae", "rws", "miwae"))]
+    results = []
+    for graphs in (False, True):
+        options = ExecutionOptions(numerics=numerics, cuda_graphs=graphs)
+        step, state = standalone_group_step(configs, synthetic_data_dir, options)
+        bounds = torch.stack([step().clone() for _ in range(8)])  # warm-up, capture, replays
+        results.append((bounds, [p.detach().clone() for p in state.model.parameters()]))
+    (eager_bounds, eager_params), (graph_bounds, graph_params) = results
+    torch.testing.assert_close(graph_bounds, eager_bounds, rtol=1e-5, atol=1e-4)
+    for a, b in zip(graph_params, eager_params, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

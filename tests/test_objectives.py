@@ -132,6 +132,53 @@ def per_sample_terms(model: IWAEModel, x: torch.Tensor, k: int, seed: int):
     return path, score, weights, eps
 
 
+def two_layer_path_terms(model: IWAEModel, x: torch.Tensor, k: int, seed: int):
+    """per_sample_terms' path derivatives for two stochastic layers: h1 = mu1(x) + sigma1(x) e1
+    and h2 = mu2(h1) + sigma2(h1) e2 keep their paths, while both q densities use a frozen copy
+    of q's parameters (STL's q(h1, h2 | x) with phi stopped, the path through h1 kept)."""
+    gen = torch.Generator().manual_seed(seed)
+    e1 = torch.randn(k, 1, 1, generator=gen, dtype=torch.float64)
+    e2 = torch.randn(k, 1, 1, generator=gen, dtype=torch.float64)
+    frozen = [copy.deepcopy(b).requires_grad_(False) for b in model.encoder]
+    enc = model.encoder_parameters()
+
+    def normal_logpdf(h, mean, log_sigma):
+        return (-0.5 * ((h - mean) * torch.exp(-log_sigma)) ** 2 - log_sigma
+                - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    mean1, log_sigma1 = model.encoder[0](x)  # (1, 1, 1)
+    h1 = mean1[0] + torch.exp(log_sigma1[0]) * e1  # (k, 1, 1)
+    mean2, log_sigma2 = model.encoder[1](h1.reshape(1, k, 1))
+    h2 = mean2.view(k, 1, 1) + torch.exp(log_sigma2.view(k, 1, 1)) * e2
+    f_mean1, f_log_sigma1 = frozen[0](x)
+    f_mean2, f_log_sigma2 = frozen[1](h1.reshape(1, k, 1))
+    log_q = (normal_logpdf(h1, f_mean1[0], f_log_sigma1[0])
+             + normal_logpdf(h2, f_mean2.view(k, 1, 1), f_log_sigma2.view(k, 1, 1)))
+    p_mean, p_log_sigma = model.prior_blocks[0](h2.reshape(1, k, 1))
+    logits = model.likelihood(h1.reshape(1, k, 1)).view(k, 1, -1)
+    log_p = ((x[0] * logits - torch.nn.functional.softplus(logits)).sum(-1)
+             + normal_logpdf(h1, p_mean.view(k, 1, 1), p_log_sigma.view(k, 1, 1))
+             + (-0.5 * h2**2 - 0.5 * math.log(2 * math.pi)).sum(-1))
+    log_w = log_p - log_q  # (k, 1)
+    path = [torch.autograd.grad(log_w[i].sum(), enc, retain_graph=True) for i in range(k)]
+    return path, torch.softmax(log_w.detach(), dim=0), [e1[None], e2[None]]
+
+
+def test_two_layer_stl_encoder_gradient_is_its_weighted_path_derivative():
+    model = tiny_model(2, seed=19)
+    x = X[:, 3:4]
+    k = 5
+    path, weights, eps = two_layer_path_terms(model, x, k, seed=20)
+    expected = weighted_sum(path, weights[:, 0])
+    for p in model.parameters():
+        p.grad = None
+    obj = objective("iwae", k, estimator="stl")
+    est = GroupObjectives([obj], "cpu").estimate(model, x, eps)
+    estimator_backward(model, est, lambda s: training_loss(s, "sum"))
+    for p, b in zip(model.encoder_parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, -b, rtol=1e-9, atol=1e-12)
+
+
 def weighted_sum(per_sample, coefficients):
     """sum_i c_i g_i over samples, parameter by parameter; per_sample[i] is a tuple of grads."""
     return [sum(coefficients[i] * per_sample[i][j] for i in range(len(per_sample)))

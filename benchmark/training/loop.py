@@ -225,7 +225,7 @@ def _make_step(state: StackedState, members: list[Member], options: ExecutionOpt
     """The group's step: on a GPU the CUDA-graph step once it has proved itself on a copy of the
     group (benchmark.training.step_check), else eager; the choice goes into every record."""
     configs = [m.config for m in members]
-    spec = StepSpec(samples=configs[0].samples, reduction=loss_reduction(configs[0].fidelity),
+    spec = StepSpec(k=configs[0].samples, reduction=loss_reduction(configs[0].fidelity),
                     objectives=tuple(objective_of(c) for c in configs), numerics=options.numerics)
     step, choice = choose_step(state, members, spec, bound,  # `bound` read here: tests replace it
                                options)

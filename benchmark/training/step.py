@@ -40,12 +40,24 @@ BoundFn = Callable[[str, Tensor], Tensor]  # benchmark.models.objectives.bound
 
 @dataclass(frozen=True)
 class StepSpec:
-    """What every member of a group shares about its step."""
+    """What every member of a group shares about its step.
 
-    samples: int  # importance samples per example: k, or M x K for MIWAE / PIWAE
+    k is the number of importance samples drawn per example, the same for every member: a
+    run's k, or M x K for MIWAE and PIWAE (RunConfig.samples). objectives holds each member's
+    Objective; the paper's objectives may be given by name ("vae", "iwae"), as before the other
+    objectives existed."""
+
+    k: int
     reduction: str  # "sum" or "mean" (one fidelity per group)
     objectives: tuple[Objective, ...]  # per member
     numerics: str = "exact"
+
+    def __post_init__(self) -> None:
+        named = tuple(Objective(o, self.k) if isinstance(o, str) else o for o in self.objectives)
+        object.__setattr__(self, "objectives", named)
+        if any(o.samples != self.k for o in named):
+            raise ValueError(f"every member draws k = {self.k} samples per example; got "
+                             f"{sorted({o.samples for o in named})}")
 
     @property
     def fast(self) -> bool:
@@ -64,7 +76,7 @@ def forward_backward(state: StackedState, spec: StepSpec, objective: BoundFn, x:
     """Log-weights, bounds, surrogates and gradients (left in .grad) for the minibatches
     x (M, B, 784); returns the per-example bounds (M, B), detached."""
     model = state.model
-    eps = model.draw_noise(x.shape[0], spec.samples, x.shape[1], noise, x.device)
+    eps = model.draw_noise(x.shape[0], spec.k, x.shape[1], noise, x.device)
     result = compiled(x, eps) if compiled is not None else None
     for p in model.parameters():
         p.grad = None
