@@ -255,3 +255,14 @@ def test_cuda_graph_step_replays_the_eager_step_for_the_new_estimators(synthetic
     torch.testing.assert_close(graph_bounds, eager_bounds, rtol=1e-5, atol=1e-4)
     for a, b in zip(graph_params, eager_params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_runs_share_a_group_by_samples_per_example_not_by_k():
+    from benchmark.training.ensemble import group_key, split_into_groups
+
+    assert group_key(NEW["piwae"]) == group_key(small()) == group_key(NEW["iwae-dreg"])
+    assert group_key(small(model="miwae", k=4, m=2)) != group_key(small())
+    assert group_key(small(model="miwae", k=4, m=2)) == group_key(small(k=8))
+    configs = [small(), small(model="miwae", k=2, m=2), small(model="miwae", k=4, m=2),
+               small(k=8, estimator="stl")]
+    assert split_into_groups(configs) == [[0, 1], [2, 3]]

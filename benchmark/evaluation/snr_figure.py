@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 ESTIMATOR_COLORS = {"iwae": "#e6550d", "stl": "#756bb1", "dreg": "#31a354", "rws": "#3182bd",
                     "vae": "#636363"}
@@ -40,9 +41,13 @@ def snr_figure_png(rows: Sequence[dict], title: str) -> bytes | None:
                     label=f"{ESTIMATOR_NAMES.get(estimator, estimator)}, "
                           f"{NETWORK_NAMES.get(network, network)}")
             ax.fill_between(ks, [p["q1"] for p in points], [p["q3"] for p in points],
-                            color=color, alpha=0.10, lw=0)
+                            color=color, alpha=0.06, lw=0)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda value, _: f"{value:g}")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(plain)
+            axis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("K (importance samples)")
         ax.set_ylabel("gradient SNR = |mean| / sd (median over coordinates)")
         ax.set_title(title, fontsize=9)
