@@ -93,6 +93,43 @@ def add_objective_flags(p: argparse.ArgumentParser) -> None:
                    help="ciwae: the weight of the ELBO in beta ELBO + (1 - beta) IWAE")
 
 
+def step_counts(text: str) -> tuple[int, ...]:
+    """A comma-separated list of positive integers, e.g. 100,1000,10000."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got "
+                                         f"{text!r}")
+    return values
+
+
+def add_ais_flags(p: argparse.ArgumentParser) -> None:
+    """Annealed importance sampling and BDMC (benchmark.evaluation.ais_command)."""
+    g = p.add_argument_group("AIS and BDMC (recorded in result.json beside L_k)")
+    g.add_argument("--ais", action="store_true",
+                   help="estimate log p(x) of the --n test examples by annealed importance "
+                        "sampling with HMC (Wu et al. 2017)")
+    g.add_argument("--bdmc", action="store_true",
+                   help="bidirectional Monte Carlo on --simulated examples drawn from the model: "
+                        "lower and upper bounds of log p(x) and their gap, for each T")
+    g.add_argument("--intermediate", type=step_counts, default=None, metavar="T[,T...]",
+                   help="intermediate distributions (sigmoid schedule); several: one evaluation "
+                        "each (default: 10000 for --ais, 100,1000,10000 for --bdmc)")
+    g.add_argument("--chains", type=positive_int, default=16,
+                   help="independent AIS chains per example (default 16)")
+    g.add_argument("--leapfrog", type=positive_int, default=10,
+                   help="leapfrog steps per HMC transition (default 10)")
+    g.add_argument("--ais-start", choices=("prior", "encoder"), default="prior",
+                   help="anneal from the prior p(h) (default) or from the encoder's q(h|x)")
+    g.add_argument("--simulated", type=positive_int, default=None, metavar="M",
+                   help="BDMC: examples simulated from the model (default 100)")
+    g.add_argument("--ais-batch", type=positive_int, default=100, metavar="B",
+                   help="examples whose chains run as one batch (default 100); the noise "
+                        "depends on it, the estimate's distribution does not")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark",
                                      description=__doc__.splitlines()[0])
@@ -140,11 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="re-evaluate a trained run")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--k", type=positive_int, default=5000)
-    p.add_argument("--n", type=positive_int, default=None)
+    p.add_argument("--k", type=positive_int, default=5000,
+                   help="importance samples of L_k (with --ais: the bound AIS is set beside)")
+    p.add_argument("--n", type=positive_int, default=None,
+                   help="a seeded random subset of N examples, as --eval-n (default: all)")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     add_data_dir(p)
+    add_ais_flags(p)
 
     p = sub.add_parser("diagnose", help="gradient diagnostics of a trained run (or of the "
                                         "initial model): --snr")

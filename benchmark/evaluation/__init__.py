@@ -5,9 +5,12 @@ likelihood.py estimates log p(x) per example; active_units.py counts and prunes 
 units; inputs.py fixes which examples every run is scored on, binarized the same way for all;
 run.py evaluates a trained model (or a group of them) into the metrics and artifacts of its
 result record; snr.py measures the gradient signal-to-noise ratio of the estimators against K
-and snr_figure.py draws it; command.py is `python -m benchmark evaluate`. It hands training
-the metrics it records when a run completes, and the report the per-example values saved
-beside them.
+and snr_figure.py draws it; command.py is `python -m benchmark evaluate`. How tight L_k is: ais.py
+is annealed importance sampling along the paths of annealing_path.py with the HMC transitions of
+hmc.py, bdmc.py sandwiches log p(x) on data simulated from the model, ais_evaluation.py runs
+both over many examples in resumable batches (batch_store.py), and ais_command.py is
+`evaluate --ais` / `--bdmc`. It hands training the metrics it records when a run completes,
+and the report the per-example values and AIS/BDMC summaries saved beside them.
 """
 
 from benchmark.exports import lazy_exports
@@ -44,6 +47,12 @@ EXPORTS = {  # public name: the module of this package that defines it
     "snr_figure_png": "snr_figure",
     "evaluate_command": "command",
     "load_trained_model": "command",
+    "AISSettings": "ais_evaluation",
+    "evaluate_ais": "ais_evaluation",
+    "evaluate_bdmc": "ais_evaluation",
+    "HMCSettings": "hmc",
+    "ModelPath": "annealing_path",
+    "sigmoid_schedule": "ais",
 }
 __all__ = sorted(EXPORTS)
 __getattr__ = lazy_exports(__name__, EXPORTS)
