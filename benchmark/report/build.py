@@ -31,6 +31,13 @@ from benchmark.report.runs import Run, data_label, load_runs, select_grid, unrea
 from benchmark.report.table_set import FidelityTables, build_fidelity_tables
 from benchmark.report.tableio import Cell, ReportTable, write_table
 from benchmark.report.tables import ALL_DATA, fidelities, runs_table
+from benchmark.report.tightness import (
+    AIS_HINT,
+    ais_table,
+    bdmc_curves,
+    bdmc_table,
+    runs_with_ais,
+)
 
 FIDELITY_NOTES = {
     "code": "fidelity code: as the authors' released code ran (Adam beta1=0.99, second moment "
@@ -149,6 +156,26 @@ def fidelity_sections(ft: FidelityTables, runs: Sequence[Run], published: Publis
     ]
 
 
+def tightness_section(runs: Sequence[Run], tables: Sequence[ReportTable]) -> Section:
+    """"How tight is L_5000?": AIS beside L_k per run, the BDMC tables and their figure."""
+    by_name = {t.name: t for t in tables}
+    notes = () if runs_with_ais(runs) else (AIS_HINT,)
+    return Section(
+        "tightness", "How tight is L_5000?",
+        "Every number in the paper's tables is L_5000, a stochastic lower bound on log p(x). "
+        "Annealed importance sampling (AIS) estimates log p(x) more tightly; the difference is "
+        "how much of a run's number is estimator slack. The Table 1 cells keep L_5000 (the "
+        "paper's estimator) and show the AIS value as a labelled note.",
+        tables=(by_name["ais"], by_name["bdmc"]), notes=notes,
+        figures=(FigureBlock("BDMC gap against T", figures.bdmc_gap_vs_steps(bdmc_curves(runs)),
+                             "Upper minus lower BDMC bound (nats, symmetric-log axis) on data "
+                             "simulated from each model, against the number of intermediate "
+                             "distributions: where it is near zero, forward AIS with that T is "
+                             "accurate for data like the model's own.",
+                             empty="No run has a BDMC evaluation yet (`python -m benchmark "
+                                   "evaluate RUN_DIR --bdmc`)."),))
+
+
 def verdict_counts(tables: Sequence[ReportTable]) -> dict[str, int]:
     counts = {"agrees": 0, "differs": 0}
     for table in tables:
@@ -255,6 +282,7 @@ def build_page(results_dir: Path, out_dir: Path, runs: list[Run], published: Pub
         sections.append(estimators_section(estimator_tables, snr, snr_tables))
     by_name = {t.name: t for t in extra}
     sections += [
+        tightness_section(runs, extra),
         Section("attention", "Runs that did not complete", tables=(by_name["attention"],)),
         Section("runs", "Every run", tables=(by_name["runs"],)),
         Section("provenance", "Provenance",
@@ -293,7 +321,8 @@ def build_report(results_dir: Path, out_dir: Path | None = None, grid: str | Non
                     for fid in fidelities(runs)]
     origin = report_origin(results_dir, out_dir, grid)
     extra = [attention_table(runs, results_dir), runs_table(runs, results_dir),
-             provenance_table(runs, origin), checksum_table(runs)]
+             provenance_table(runs, origin), checksum_table(runs),
+             ais_table(runs, results_dir), bdmc_table(runs, results_dir)]
     oracle = oracle_section(results_dir)
     if oracle is not None:
         extra.append(oracle[1])

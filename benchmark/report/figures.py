@@ -365,3 +365,25 @@ def reconstructions_png(run: Run) -> bytes | None:
     rows = [block for i in range(0, len(inputs), 8) for block in (inputs[i:i + 8],
                                                                   means[i:i + 8])]
     return image_png(image_grid(np.concatenate(rows), 8, transpose=run.data == "omniglot"))
+
+
+def bdmc_gap_vs_steps(curves: Sequence[tuple[str, Sequence[tuple[int, float, float]]]]
+                      ) -> bytes | None:
+    """The BDMC gap (upper - lower bound, nats) against the number of intermediate
+    distributions, one line per run, error bars: the gap's standard error over examples."""
+    curves = [(label, points) for label, points in curves if points]
+    if not curves:
+        return None
+    with matplotlib.rc_context(STYLE):
+        fig = _new_figure(6.0, 3.6)
+        ax = fig.subplots()
+        for label, points in curves:
+            steps, gaps, ses = zip(*points, strict=True)
+            ax.errorbar(steps, gaps, yerr=ses, marker="o", ms=4, lw=1.4, capsize=2, label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.axhline(0.0, color="#888888", lw=0.8)
+        ax.set_xlabel("T, intermediate distributions (sigmoid schedule)")
+        ax.set_ylabel("BDMC gap, upper − lower (nats)")
+        ax.legend(frameon=False, fontsize=7)
+        return png_bytes(fig)

@@ -32,6 +32,7 @@ from benchmark.report.summary import (
     summarize,
 )
 from benchmark.report.tableio import Cell, ReportTable
+from benchmark.report.tightness import ais_note
 from benchmark.report.verdict import COVERAGE
 
 GridKey = tuple[str, int, int, str]  # (data, layers, k, model)
@@ -120,8 +121,18 @@ def nll_cell(s: CellSummary) -> Cell:
         tolerance=f"±{verdict.tolerance:.2f}" if verdict else "",
         verdict=verdict.outcome if verdict else "",
         status=measured_status(s),
-        notes=tuple(eval_notes(m) + s.notes()),
+        notes=tuple(eval_notes(m) + ais_notes(m) + s.notes()),
     )
+
+
+def ais_notes(m: Measurement) -> list[str]:
+    """The AIS estimate of the runs behind a value, labelled: the cell's number stays L_k."""
+    notes = []
+    for run in m.runs:
+        note = ais_note(run)
+        if note is not None:
+            notes.append(f"seed {run.seed}: {note}" if m.n > 1 else note)
+    return notes
 
 
 def units_cell(s: CellSummary) -> Cell:
