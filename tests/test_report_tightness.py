@@ -41,7 +41,10 @@ def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("tightness")
     results = build_results_tree(root, SPECS)
     full_dir = results / "table1" / SPECS[0].run_id
-    add_metrics(full_dir, ais=AIS, bdmc=BDMC)
+    short = {**AIS, "name": "ais_T100_C16_L10_prior_n100", "intermediate": 100, "nll": 89.1,
+             "gap": -6.13, "below_bound": True}
+    add_metrics(full_dir, ais=AIS, bdmc=BDMC,
+                ais_evaluations={AIS["name"]: AIS, short["name"]: short})
     cut_dir = results / "table1" / SPECS[1].run_id
     add_metrics(cut_dir, ais={**AIS, "nll": 88.10, "bound_nll": 88.95, "gap": 0.85,
                               "below_bound": True})
@@ -57,12 +60,15 @@ def test_the_section_sets_ais_beside_l5000_for_every_run_that_has_it(report):
     html, out = report
     assert "How tight is L_5000?" in html and AIS_HINT not in html
     table = _csv(out, "ais")
-    assert len(table) == 2  # the running run has no AIS and no row
-    full = table[table["Run"].str.contains("iwae_k50_L2")].iloc[0]
+    assert len(table) == 3  # two evaluations of one run, one of another; none of the running
+    full = table[table["Run"].str.contains("iwae_k50_L2")]
+    assert list(full["T"]) == ["100", "10,000"]  # every evaluation, fewest distributions first
+    assert "too few distributions" in full.iloc[0]["Check"]
+    full = full.iloc[1]
     assert (full["L_k NLL"], full["AIS NLL"], full["AIS − L_k (nats)"]) == \
         ("82.93", "82.41", "+0.52")
     assert full["AIS − L_k (nats) ±"] == "0.04" and full["Status"] == "complete"
-    assert "T=10,000, 16 chains" in full["AIS setting"] and full["AIS minutes"] == "90.0"
+    assert "16 chains" in full["AIS setting"] and full["AIS minutes"] == "90.0"
     cut = table[table["Run"].str.contains("vae_k1_L1")].iloc[0]
     assert cut["Status"].startswith("cut: 40 / 3,280 epochs")
     assert "too few distributions" in cut["Check"]

@@ -34,6 +34,7 @@ class Row:
     times_ms: dict[str, float]  # implementation -> best time
     flops: dict[str, float] = field(default_factory=dict)  # implementation -> matmul FLOPs
     floor_ms: float | None = None  # the unavoidable work alone (costs.py): the best possible time
+    examples: int | None = None  # AIS: examples per call, reported as examples per second
 
 
 @dataclass
@@ -155,6 +156,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
                  _fmt(100 * gflops / rec.peak_gflops if gflops else None, 7, ".0f"),
                  _fmt(row.floor_ms, 8), f"{_ratio(plain, row.floor_ms):>8}"]
         write("".join(cells))
+    for row in (r for r in rec.rows if r.examples):
+        rates = ", ".join(f"{name} {row.examples / (ms * 1e-3):.2f}"
+                          for name, ms in row.times_ms.items())
+        write(f"{row.case}: examples per second: {rates}")
     write("plain: nn.Linear model, x repeated k times through the encoder, torch.optim.Adam, "
           "torch defaults (no flush-to-zero); x12: twelve such models stepped in turn.")
     write("exact/fast: the suite's batched step (benchmark.training.step) with its numerics; both "
@@ -163,6 +168,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
           "L_5000: forward only), plus for a step Adam's memory traffic (7 arrays of the "
           "parameters' size) at this machine's streaming rate, timed now; max (x) = plain / "
           "floor, the best ratio any implementation of the same model could reach here.")
+    write("AIS: exact is the suite's batched AIS (all chains of all examples at once, gradients "
+          "kept across transitions); plain is the same algorithm example by example, the energy "
+          "gradient recomputed at every leapfrog position (tests/benchmarks/plain_ais.py).")
 
 
 def _estimator_summary(write: Callable[[str], None], rows: list[EstimatorRow]) -> None:
