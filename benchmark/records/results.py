@@ -13,7 +13,10 @@ Schema (DESIGN.md "The result record"); optional keys are absent or null when no
                   "resumed_from": [the checkpoint step of every resume, in order]},
      "metrics": {"test_nll", "test_nll_se", "train_nll", "train_nll_se", "train_eval_n",
                  "active_units": [per layer, bottom first], "unit_variances": [[...], ...],
-                 "test_nll_pruned", "eval_k", "eval_n"},
+                 "test_nll_pruned", "eval_k", "eval_n",
+                 "ais": {...} | absent,              # evaluate --ais: the headline evaluation
+                 "ais_evaluations": {name: {...}},   #   every one, by name (see below)
+                 "bdmc": {...} | absent},            # evaluate --bdmc
      "curves": "metrics.csv",
      "artifacts": {"test_loglik": "loglik_test.npy", "samples": "samples.npy",
                    "reconstructions": "reconstructions.npy"},
@@ -25,6 +28,17 @@ Schema (DESIGN.md "The result record"); optional keys are absent or null when no
                                    "numerics_segments": [{"from_step", "numerics"}, ...]}},
      "timing": {"train_s", "eval_s"},
      "command": str}
+
+An AIS evaluation (benchmark.evaluation.ais_command) is {"name", "nll", "se", "n",
+"intermediate", "chains", "leapfrog", "start", "batch", "seed", "schedule", "hmc": {...},
+"acceptance": {"mean", "min_example", "max_example"}, "chain_se_mean", "bound_k", "bound_nll",
+"bound_se", "bound_source", "gap", "gap_se", "below_bound", "seconds", "seconds_per_example",
+"resumed_batches", "file"}: AIS on the seeded test subset beside L_k on the same examples, gap =
+AIS - L_k in log-likelihood (nats); metrics.ais is the one with the most intermediate
+distributions, then chains, then examples. metrics.bdmc is {"name", "simulated", "chains",
+"leapfrog", "start", "batch", "seed", "schedule", "hmc", "rows": [{"intermediate", "lower",
+"lower_se", "upper", "upper_se", "gap", "gap_se", "forward_acceptance", "reverse_acceptance",
+"seconds"}, ...]}, log p(x) of the simulated examples (higher is better), one row per T.
 
 `epochs_total` is always the full protocol's 3,280 epochs (2,187 for a Section 5.2 continuation), so
 a cut run can never be mistaken for a reproduction; `epochs_planned` is where this run was asked to
