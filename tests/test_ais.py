@@ -36,7 +36,13 @@ from benchmark.evaluation.ais import (
     run_reverse_ais,
     sigmoid_schedule,
 )
-from benchmark.evaluation.ais_evaluation import AISSettings, evaluate_ais, evaluate_bdmc
+from benchmark.evaluation.ais_evaluation import (
+    AISSettings,
+    batch_generators,
+    evaluate_ais,
+    evaluate_bdmc,
+    simulated_examples,
+)
 from benchmark.evaluation.annealing_path import ModelPath
 from benchmark.evaluation.batch_store import BatchStore
 from benchmark.evaluation.bdmc import bdmc, simulate
@@ -296,10 +302,16 @@ def test_an_interrupted_evaluation_resumes_to_the_same_numbers(tmp_path):
 
 
 def test_bdmc_evaluation_gives_one_row_per_schedule_length():
+    """Each row is BDMC with its own T on the same simulated examples, batch by batch: its
+    first batch holds exactly what bdmc() gives for that T with that batch's generators."""
     model = tiny_bernoulli_model(1, seed=3, scale=3.0)
-    rows = evaluate_bdmc(model, 6, (2, 20), AISSettings(chains=4, leapfrog=2, batch=4))
+    settings = AISSettings(chains=4, leapfrog=2, batch=4)
+    rows = evaluate_bdmc(model, 6, (2, 20), settings)
     assert [row.steps for row in rows] == [2, 20]
+    x, h = simulated_examples(model, 6, settings.seed)
     for row in rows:
         assert row.lower.shape == row.upper.shape == (1, 6)
-    gaps = [float((row.upper - row.lower).mean()) for row in rows]
-    assert gaps[1] < gaps[0]
+        gens = batch_generators(1, torch.device("cpu"), settings.seed, "bdmc", row.steps, 0)
+        direct = bdmc(model, x[:, :4], h[:, :4], row.steps, 4, settings.hmc, gens)
+        np.testing.assert_array_equal(row.lower[:, :4], direct.lower.numpy())
+        np.testing.assert_array_equal(row.upper[:, :4], direct.upper.numpy())
