@@ -382,6 +382,9 @@ def bdmc_gap_vs_steps(curves: Sequence[tuple[str, Sequence[tuple[int, float, flo
             ax.errorbar(steps, gaps, yerr=ses, marker="o", ms=4, lw=1.4, capsize=2, label=label)
         ax.set_xscale("log")
         ax.set_yscale("symlog", linthresh=0.1)
+        # a gap below zero is noise (the bounds hold in expectation): show only as much of it
+        lowest = min(gap - se for _, points in curves for _, gap, se in points)
+        ax.set_ylim(bottom=min(-0.1, lowest))
         ax.axhline(0.0, color="#888888", lw=0.8)
         ax.set_xlabel("T, intermediate distributions (sigmoid schedule)")
         ax.set_ylabel("BDMC gap, upper − lower (nats)")
