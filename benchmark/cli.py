@@ -289,6 +289,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from benchmark.training import train_command
 
         return train_command(args)
+    if args.command == "evaluate" and (args.ais or args.bdmc):
+        from benchmark.evaluation import ais_evaluate_command
+
+        return ais_evaluate_command(args)
     if args.command == "evaluate":
         from benchmark.evaluation import evaluate_command
 

@@ -47,6 +47,7 @@ EXPORTS = {  # public name: the module of this package that defines it
     "snr_figure_png": "snr_figure",
     "evaluate_command": "command",
     "load_trained_model": "command",
+    "ais_evaluate_command": "ais_command",
     "AISSettings": "ais_evaluation",
     "evaluate_ais": "ais_evaluation",
     "evaluate_bdmc": "ais_evaluation",

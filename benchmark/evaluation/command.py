@@ -53,11 +53,7 @@ def load_trained_model(run_dir: Path, device: torch.device) -> tuple[RunConfig, 
 
 def evaluate_command(args: argparse.Namespace) -> int:
     """Score a run's newest checkpoint; writes evaluations/<split>_k<K>_n<N>.json and .npy
-    (with --ais or --bdmc: benchmark.evaluation.ais_command)."""
-    if getattr(args, "ais", False) or getattr(args, "bdmc", False):
-        from benchmark.evaluation.ais_command import ais_evaluate_command
-
-        return ais_evaluate_command(args)
+    (--ais and --bdmc go to benchmark.evaluation.ais_command instead)."""
     device = resolve_device(args.device)
     config, model = load_trained_model(args.run_dir, device)
     dataset = load_dataset(config.data, args.data_dir)
