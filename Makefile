@@ -65,8 +65,12 @@ oracle: install oracle-env
 	-$(PY) fetch mnist binarized-mnist $(if $(wildcard ../shared/datasets),--from ../shared/datasets)
 	$(PY) oracle $(ORACLE_FLAGS)
 
+# Test processes (pytest-xdist): one per core by default, each file's tests on one of them (their
+# module fixtures are built once). TEST_WORKERS=0 runs them all in this process.
+TEST_WORKERS ?= auto
+
 test: install
-	$(BIN)/python -m pytest -q --ignore=tests/benchmarks
+	$(BIN)/python -m pytest -q --ignore=tests/benchmarks -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds

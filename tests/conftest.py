@@ -70,6 +70,18 @@ def synthetic_data_dir(_verified_synthetic_template: Path, tmp_path: Path) -> Pa
 
 
 @pytest.fixture
+def trained_run(synthetic_data_dir: Path, tmp_path: Path) -> Path:
+    """One epoch of a small IWAE on synthetic fixed MNIST, evaluated by L_20 on 30 images."""
+    from benchmark.config import RunConfig
+    from benchmark.training import train_run
+
+    config = RunConfig(data="mnist-fixed", model="iwae", k=2, layers=1, epochs=1, eval_k=20,
+                       eval_n=30)
+    train_run(config, tmp_path / "run", synthetic_data_dir, show_progress=False)
+    return tmp_path / "run"
+
+
+@pytest.fixture
 def fast_fetch() -> FetchSettings:
     return FetchSettings(attempts=2, backoff_s=0.01, timeout_s=2.0, chunk_bytes=4096,
                          progress=False)

@@ -11,12 +11,10 @@ import torch
 from ais_models import all_binary_images, fitted_tiny_bernoulli_model
 
 from benchmark.cli import main
-from benchmark.config import RunConfig
 from benchmark.evaluation.ais_command import ais_summary
 from benchmark.evaluation.ais_evaluation import AISOutcome, AISSettings, evaluate_ais
 from benchmark.evaluation.likelihood import log_likelihood_estimates
 from benchmark.records import load_result, write_result
-from benchmark.training.loop import train_run
 
 FAST = ["--chains", "2", "--leapfrog", "2", "--ais-batch", "16"]
 
@@ -27,14 +25,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def trained_run(synthetic_data_dir, tmp_path):
-    config = RunConfig(data="mnist-fixed", model="iwae", k=2, layers=1, epochs=1, eval_k=20,
-                       eval_n=30)
-    train_run(config, tmp_path / "run", synthetic_data_dir, show_progress=False)
-    return tmp_path / "run"
 
 
 def run_cli(args, data_dir, capsys) -> list[dict]:

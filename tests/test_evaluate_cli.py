@@ -6,16 +6,6 @@ import numpy as np
 import pytest
 
 from benchmark.cli import main
-from benchmark.config import RunConfig
-from benchmark.training.loop import train_run
-
-
-@pytest.fixture
-def trained_run(synthetic_data_dir, tmp_path):
-    config = RunConfig(data="mnist-fixed", model="iwae", k=2, layers=1, epochs=1, eval_k=20,
-                       eval_n=30)
-    train_run(config, tmp_path / "run", synthetic_data_dir, show_progress=False)
-    return tmp_path / "run"
 
 
 def test_evaluate_writes_its_estimate_beside_the_run(trained_run, synthetic_data_dir, capsys):
