@@ -261,6 +261,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a folder holding the authors' files (default: $IWAE_ORACLE_FROM, else "
                         "../shared/reference/authors-code/files when present)")
     p.add_argument("--keep-work", action="store_true", help="keep draws and snapshots")
+    p.add_argument("--independent", action="store_true",
+                   help="independent runs instead of the lockstep: each side its own seeds, "
+                        "both scored by L_k on one binary test set (see README)")
+    p.add_argument("--epochs", type=positive_float, default=1.0,
+                   help="--independent: training length in epochs (default 1)")
+    p.add_argument("--seeds", type=positive_int, default=3,
+                   help="--independent: the suite's seeds 0..S-1 (default 3)")
+    p.add_argument("--eval-n", type=positive_int, default=200,
+                   help="--independent: test images scored (the suite's seeded subset; "
+                        "default 200)")
+    p.add_argument("--eval-k", type=positive_int, default=5000,
+                   help="--independent: importance samples of L_k (default 5000)")
+    p.add_argument("--spread", type=positive_float, nargs="+", default=None, metavar="EPOCHS",
+                   help="--independent: the suite's side only, its seeds scored at each of "
+                        "these lengths (epochs) of one run")
     add_data_dir(p)
     p.add_argument("--results", type=Path, default=Path("results") / "oracle")
     p = sub.add_parser("doctor", help="this machine: checks, step timings, projected wall times")

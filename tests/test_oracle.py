@@ -216,6 +216,104 @@ def test_the_report_shows_the_oracle_section_only_when_records_exist(tmp_path):
         Quantity(case.id, "step-1 gradients", 1.8e-5, 6.4e-5),
         Quantity(case.id, "parameters, steps 1-30", 3e-4, 8.7e-5)], [], {})
     write_summary(results / "oracle", [record], {"total_s": 60.0})
+    from benchmark.oracle.independent import IndependentSettings
+    from benchmark.oracle.independent_records import comparison_row, write_independent
+
+    write_independent(results / "oracle", [comparison_row(
+        "mnist-dynamic_vae_k1_L1", IndependentSettings(), 2980, [0, 1, 2],
+        _suite_rows([120.1, 120.4, 120.9]), "d", {"mean": -120.45, "test_set_sha256": "d"}, 1.0)])
     page = build_report(results, tmp_path / "with").read_text()
     assert "Fidelity to the authors" in page and "step-1 gradients" in page
     assert "DIFFERS" in page and "6.4e-05" in page
+    assert "Independent runs" in page and "120.45" in page and "consistent" in page
+
+
+# --- the independent comparison (benchmark.oracle.independent) --------------------------------
+
+def _suite_rows(nlls):
+    """Per-example L of seeds whose mean NLLs are `nlls` (3 examples each)."""
+    return np.array([[-v - 1.0, -v, -v + 1.0] for v in nlls])
+
+
+def test_the_independent_verdict_is_the_prediction_interval_of_one_more_seed():
+    from benchmark.oracle.independent import IndependentSettings
+    from benchmark.oracle.independent_records import comparison_row, prediction_half_width
+
+    settings = IndependentSettings(seeds=3)
+    suite = _suite_rows([100.0, 101.0, 102.0])  # mean 101, sd 1
+    # 3 seeds: t_{2,0.975} = 4.303, so the interval is 101 +- 4.303 sqrt(4/3) = 101 +- 4.97
+    assert prediction_half_width(1.0, 3) == pytest.approx(4.303 * (4 / 3) ** 0.5)
+
+    def row(authors_nll, digest="same"):
+        return comparison_row("c", settings, 10, [0, 1, 2], suite, "same",
+                              {"mean": -authors_nll, "test_set_sha256": digest}, 1.0)
+
+    inside = row(105.5)  # outside the seeds' range, inside the prediction interval
+    assert inside["verdict"] == "consistent" and not inside["inside_range"]
+    assert inside["suite_nll"] == pytest.approx([100.0, 101.0, 102.0])
+    assert row(106.5)["verdict"] == "DIFFERS"
+    assert row(101.0, digest="other")["verdict"] == "INVALID"
+    assert comparison_row("c", settings, 10, [0, 1, 2], suite, "same",
+                          {"error": "boom"}, 1.0)["verdict"] == "FAILED"
+
+
+def test_the_spread_fit_recovers_a_power_law():
+    from benchmark.oracle.independent_records import spread_estimate
+
+    rows = [{"epochs": e, "suite_sd": 3.0 * e ** -0.5} for e in (1, 4, 16)]
+    est = spread_estimate(rows, target=0.5)
+    assert est["exponent"] == pytest.approx(0.5) and est["sd_at_1_epoch"] == pytest.approx(3.0)
+    assert est["epochs_for_target"] == pytest.approx(36.0)  # 3 e^-0.5 = 0.5 at e = 36
+    assert spread_estimate(rows[:1]) is None
+
+
+def test_the_spread_scores_every_seed_at_every_length(synthetic_data_dir, tmp_path):
+    from benchmark.oracle.independent import IndependentCase, IndependentSettings, run_spread
+
+    case = IndependentCase("mnist-dynamic", "vae", 1, 1)
+    settings = IndependentSettings(seeds=2, eval_n=5, eval_k=4)
+    spread = run_spread([case], [0.001, 0.002], settings, synthetic_data_dir, tmp_path,
+                        show_progress=False)  # 3 and 6 steps of 2980 per epoch
+    assert [r["steps"] for r in spread["rows"]] == [3, 6]
+    for r in spread["rows"]:
+        assert len(r["suite_nll"]) == 2 and r["suite_nll"][0] != r["suite_nll"][1]
+        assert r["suite_sd"] > 0
+    assert "exponent" in spread["estimates"][case.id]
+    assert (tmp_path / "independent-spread.txt").exists()
+
+
+def test_spread_without_independent_is_refused(tmp_path):
+    from benchmark.cli import main
+
+    assert main(["oracle", "--spread", "1", "2", "--results", str(tmp_path / "r")]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_independent_runs_are_scored_on_one_binary_test_set(oracle_setup, real_data_dir,
+                                                            tmp_path, monkeypatch):
+    """Their code at its own seed for 5 steps against 2 suite seeds, L_10 on 20 images: both
+    sides scored the suite's seeded subset of the once-binarized test split, bit for bit."""
+    from benchmark.data import load_dataset
+    from benchmark.evaluation import EVAL_SUBSET_SEED, binary_split, random_subset
+    from benchmark.oracle.independent import (
+        IndependentCase,
+        IndependentSettings,
+        run_independent,
+        test_set_digest,
+    )
+
+    monkeypatch.chdir(tmp_path)
+    case = IndependentCase("mnist-dynamic", "vae", 1, 1)
+    settings = IndependentSettings(seeds=2, eval_n=20, eval_k=10, steps=5)
+    summary = run_independent([case], settings, real_data_dir, tmp_path / "oracle",
+                              tmp_path / "authors-code", oracle_setup, show_progress=False)
+    row = summary["rows"][0]
+    test = load_dataset("mnist-dynamic", real_data_dir).test
+    expected = binary_split(test, True)[random_subset(test.shape[0], 20, EVAL_SUBSET_SEED)]
+    assert row["suite_test_set_sha256"] == test_set_digest(expected.numpy())
+    assert row["same_test_set"], (row["suite_test_set_sha256"], row["authors_test_set_sha256"])
+    assert row["authors_seeds_asked"] == [123, 123, 123]  # their stream, their seed
+    assert row["verdict"] == "consistent", row
+    assert 100 < row["authors_nll"] < 800 and len(row["suite_nll"]) == 2
+    assert (tmp_path / "oracle" / "independent.txt").exists()

@@ -37,6 +37,7 @@ EXPORTS = {  # public name: the module of this package that defines it
     "fresh_generators": "run",
     "save_npy": "run",
     "score": "run",
+    "score_members": "run",
     "DEFAULT_DRAWS": "snr",
     "DEFAULT_ESTIMATORS": "snr",
     "DEFAULT_KS": "snr",

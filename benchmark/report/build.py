@@ -325,7 +325,7 @@ def build_report(results_dir: Path, out_dir: Path | None = None, grid: str | Non
              ais_table(runs, results_dir), bdmc_table(runs, results_dir)]
     oracle = oracle_section(results_dir)
     if oracle is not None:
-        extra.append(oracle[1])
+        extra.extend(oracle[1])
     snr = find_snr_records(results_dir)
     estimator_tables, snr_tables = [], []
     if shows_estimators(runs, grid, snr):
