@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 
 .PHONY: install test bench lint mutation fetch clean doctor gpu-check reproduce-table1 \
-	compare-binarization reproduce-table2 compare-estimators oracle-env oracle
+	compare-binarization reproduce-table2 compare-estimators oracle-env oracle \
+	oracle-independent
 
 # Knobs of the reproduction targets, e.g. `make reproduce-table1 SCHEDULE=quick DATA=mnist-dynamic`.
 SCHEDULE ?= full
@@ -64,6 +65,13 @@ $(ORACLE_STAMP):
 oracle: install oracle-env
 	-$(PY) fetch mnist binarized-mnist $(if $(wildcard ../shared/datasets),--from ../shared/datasets)
 	$(PY) oracle $(ORACLE_FLAGS)
+
+# Independent runs of both sides, each its own seeds, scored on one binary test set (about 30
+# minutes here at the defaults; INDEPENDENT_FLAGS='--epochs E --seeds S --eval-n N --configs ...').
+INDEPENDENT_FLAGS ?= --epochs 1 --seeds 3 --eval-n 100
+oracle-independent: install oracle-env
+	-$(PY) fetch mnist binarized-mnist $(if $(wildcard ../shared/datasets),--from ../shared/datasets)
+	$(PY) oracle --independent $(INDEPENDENT_FLAGS)
 
 # Test processes (pytest-xdist): one per core by default, each file's tests on one of them (their
 # module fixtures are built once). TEST_WORKERS=0 runs them all in this process.
