@@ -73,12 +73,15 @@ oracle-independent: install oracle-env
 	-$(PY) fetch mnist binarized-mnist $(if $(wildcard ../shared/datasets),--from ../shared/datasets)
 	$(PY) oracle --independent $(INDEPENDENT_FLAGS)
 
-# Test processes (pytest-xdist): one per core by default, each file's tests on one of them (their
-# module fixtures are built once). TEST_WORKERS=0 runs them all in this process.
+# Test processes (pytest-xdist): one per core by default, idle ones taking tests from busy ones,
+# each with one torch thread (two threads a process oversubscribe the cores and run slower).
+# TEST_WORKERS=0 runs them all in this process.
 TEST_WORKERS ?= auto
+TEST_THREADS ?= 1
 
 test: install
-	$(BIN)/python -m pytest -q --ignore=tests/benchmarks -n $(TEST_WORKERS) --dist loadfile
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q --ignore=tests/benchmarks \
+		-n $(TEST_WORKERS) --dist worksteal
 
 bench: install
 	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds
