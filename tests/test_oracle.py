@@ -317,3 +317,30 @@ def test_independent_runs_are_scored_on_one_binary_test_set(oracle_setup, real_d
     assert row["verdict"] == "consistent", row
     assert 100 < row["authors_nll"] < 800 and len(row["suite_nll"]) == 2
     assert (tmp_path / "oracle" / "independent.txt").exists()
+
+
+def test_a_quantity_that_could_not_be_measured_is_recorded_not_a_crash(tmp_path):
+    """A 3,500-step case once ended the whole oracle run with 'Out of range float values are not
+    JSON compliant: inf' while writing its record: a difference of infinity (arrays missing or
+    of another shape) must be written as null and read as DIFFERS."""
+    from benchmark.oracle.cases import LockstepCase
+    from benchmark.oracle.compare import Quantity
+    from benchmark.oracle.records import write_case_record, write_summary
+
+    case = LockstepCase("mnist-dynamic", "vae", 1, 1, 3)
+    quantities = [Quantity(case.id, "parameters, steps 1-3", float("inf"), 1e-5, "arrays missing"),
+                  Quantity(case.id, "bounds, step 1", 1e-7, 1e-6)]
+    record = write_case_record(tmp_path, case, quantities, [{"step": 1, "parameters": np.inf}],
+                               {"authors": 1.0})
+    written = json.loads((tmp_path / f"{case.id}.json").read_text())
+    assert written["quantities"][0]["measured"] is None and not written["holds"]
+    assert written["quantities"][0]["verdict"] == "DIFFERS"
+    assert written["curve"][0]["parameters"] is None
+    summary = write_summary(tmp_path, [record], {"total_s": 60.0})
+    assert not summary["holds"]
+    assert json.loads((tmp_path / "summary.json").read_text())["rows"]
+
+
+def test_two_zero_arrays_are_no_relative_difference():
+    assert relative(np.zeros(3), np.zeros(3)) == 0.0
+    assert relative(np.ones(3), np.zeros(3)) == float("inf")

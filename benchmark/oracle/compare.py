@@ -51,7 +51,9 @@ def relative(a: np.ndarray, b: np.ndarray) -> float:
         return float("inf")
     scale = np.max(np.abs(b)) if b.size else 0.0
     diff = np.max(np.abs(a - b)) if b.size else 0.0
-    return float(diff / scale) if scale > 0 else float(diff > 0) * float("inf")
+    if scale > 0:
+        return float(diff / scale)
+    return 0.0 if diff == 0 else float("inf")  # 0 * inf would be NaN for two zero arrays
 
 
 def worst(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], prefix: str

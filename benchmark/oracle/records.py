@@ -5,6 +5,7 @@ one-screen table `make oracle` prints."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -25,8 +26,21 @@ def write_case_record(results: Path, case: Case, quantities: Sequence[Quantity],
               "holds": all(q.holds for q in quantities),
               "quantities": [q.as_dict() for q in quantities], "curve": curve,
               "timings_s": timings}
-    atomic_write_json(results / f"{case.id}.json", record)
+    atomic_write_json(results / f"{case.id}.json", json_safe(record))
     return record
+
+
+def json_safe(obj: Any) -> Any:
+    """obj with every non-finite float as None: JSON has no infinity, and a quantity that could
+    not be measured (arrays missing or of another shape) is infinitely far off; its verdict
+    already says DIFFERS."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(value) for value in obj]
+    return obj
 
 
 def write_summary(results: Path, records: Sequence[dict], timings: dict[str, float]
@@ -35,7 +49,7 @@ def write_summary(results: Path, records: Sequence[dict], timings: dict[str, flo
     summary = {"authors_commit": COMMIT, "suite_commit": git_commit(),
                "rounding_factor": ROUNDING_FACTOR, "cases": [r["case"] for r in records],
                "holds": all(r["holds"] for r in records), "rows": rows, "timings_s": timings}
-    atomic_write_json(results / SUMMARY_JSON, summary)
+    atomic_write_json(results / SUMMARY_JSON, json_safe(summary))
     atomic_write_text(results / SUMMARY_TEXT, format_summary(summary))
     return summary
 

@@ -113,7 +113,7 @@ def oracle_section(results_dir: Path) -> tuple[Section, list[ReportTable]] | Non
                    tables=tuple(tables)), tables
 
 
-def _number(x: float) -> str:
-    if x == float("inf"):
+def _number(x: float | None) -> str:
+    if x is None or x == float("inf"):  # None: not measurable, written as null (json_safe)
         return "-"
     return f"{int(x)}" if float(x).is_integer() else f"{x:.1e}"
