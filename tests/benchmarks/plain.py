@@ -74,6 +74,12 @@ class PlainIWAE(nn.Module):
             h = mean + torch.exp(log_sigma) * eps
             log_q = log_q - (0.5 * eps**2 + log_sigma + HALF_LOG_2PI).sum(-1)
             samples.append(h)
+        log_p, log_px = self.log_prior_and_likelihood(xs, samples)
+        return (log_p + log_px - log_q).view(k, -1)
+
+    def log_prior_and_likelihood(self, x: Tensor, samples: list[Tensor]
+                                 ) -> tuple[Tensor, Tensor]:
+        """log p(h) and log p(x|h) of the latent samples h1..hL (x broadcast to their rows)."""
         log_p = -(0.5 * samples[-1] ** 2 + HALF_LOG_2PI).sum(-1)
         for i, block in enumerate(self.priors, start=1):
             mean, log_sigma = block(samples[i])
@@ -83,8 +89,9 @@ class PlainIWAE(nn.Module):
         for layer in self.decoder:
             h = torch.tanh(layer(h))
         logits = self.logits(h)
-        log_px = -F.binary_cross_entropy_with_logits(logits, xs, reduction="none").sum(-1)
-        return (log_p + log_px - log_q).view(k, -1)
+        log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits),
+                                                     reduction="none").sum(-1)
+        return log_p, log_px
 
 
 class PlainRun:

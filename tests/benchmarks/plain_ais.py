@@ -10,8 +10,7 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from plain import HALF_LOG_2PI, PlainIWAE
+from plain import PlainIWAE
 from torch import Tensor
 
 from benchmark.evaluation.ais import sigmoid_schedule
@@ -19,19 +18,8 @@ from benchmark.evaluation.ais import sigmoid_schedule
 
 def _log_prior_and_likelihood(model: PlainIWAE, x: Tensor, h: Tensor, sizes: list[int]
                               ) -> tuple[Tensor, Tensor]:
-    layers = list(torch.split(h, sizes, dim=-1))
-    log_p = -(0.5 * layers[-1] ** 2 + HALF_LOG_2PI).sum(-1)
-    for i, block in enumerate(model.priors, start=1):
-        mean, log_sigma = block(layers[i])
-        z = (layers[i - 1] - mean) * torch.exp(-log_sigma)
-        log_p = log_p - (0.5 * z**2 + log_sigma + HALF_LOG_2PI).sum(-1)
-    out = layers[0]
-    for layer in model.decoder:
-        out = torch.tanh(layer(out))
-    logits = model.logits(out)
-    log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits),
-                                                 reduction="none").sum(-1)
-    return log_p, log_px
+    """h holds all stochastic layers side by side (h1 first), as the AIS state does."""
+    return model.log_prior_and_likelihood(x, list(torch.split(h, sizes, dim=-1)))
 
 
 def _energy_and_grad(model: PlainIWAE, x: Tensor, h: Tensor, beta: float, sizes: list[int]
