@@ -170,8 +170,13 @@ def _slow_begin(run_dir: Path) -> Any:
     with open(log, "a") as fh:
         fh.writelines(f"OVERLAP {pid}\n" for pid in overlapping)
         fh.write(f"start {os.getpid()}\n")
-    (run_dir / "worker.pid").write_text(str(os.getpid()))
     return lock
+
+
+def _mark_in_flight(run_dir: Path) -> None:
+    """worker.pid comes last, once the run's "running" record is on disk: a test that signals
+    the sweep as soon as it sees the file then finds every such run resumable."""
+    (run_dir / "worker.pid").write_text(str(os.getpid()))
 
 
 def _slow_wait(run_dirs: Sequence[Path]) -> None:
@@ -196,6 +201,7 @@ def slow_train_run(config: RunConfig, run_dir: Path, data_dir: Path, *,
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = _slow_begin(run_dir)
     begin(config, run_dir, run_id, sweep, f"run {run_id}")
+    _mark_in_flight(run_dir)
     _slow_wait([run_dir])
     record = train_and_record(config, run_dir, run_id, sweep, on_progress)
     _slow_end(run_dir, lock)
@@ -213,6 +219,7 @@ def slow_train_group(configs: Sequence[RunConfig], run_dirs: Sequence[Path], dat
         run_dir.mkdir(parents=True, exist_ok=True)
         locks.append(_slow_begin(run_dir))
         begin(config, run_dir, run_id, sweep, "group " + " ".join(str(i) for i in ids))
+        _mark_in_flight(run_dir)
     _slow_wait(dirs)
     records = [train_and_record(config, run_dir, run_id, sweep, member_progress(on_progress, i))
                for i, (config, run_dir, run_id) in enumerate(zip(configs, dirs, ids,

@@ -43,10 +43,9 @@ def worker_pids(results: Path, at_least: int) -> set[int]:
     """The pids training runs once `at_least` runs are in flight."""
     deadline = time.monotonic() + WAIT_S
     while True:
-        pids = {int(p.read_text()) for p in results.glob("table1/*/worker.pid") if p.read_text()}
-        in_flight = [p for p in results.glob("table1/*/worker.pid")]
-        if len(in_flight) >= at_least:
-            return pids
+        written = [text for p in results.glob("table1/*/worker.pid") if (text := p.read_text())]
+        if len(written) >= at_least:  # a file caught half-written counts once it holds its pid
+            return {int(text) for text in written}
         assert time.monotonic() < deadline, "the sweep never started training"
         time.sleep(0.05)
 
