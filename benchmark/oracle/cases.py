@@ -101,11 +101,13 @@ def default_cases() -> list[Case]:
 
 
 def short_cases() -> list[Case]:
-    """The check `make test` runs: a few configurations, tens of steps, a small evaluation."""
+    """The check `make test` runs: a few configurations, tens of steps, a small evaluation.
+    Between them they cover both objectives, both depths, both data paths, an evaluation and
+    the continuation; each further case costs about a minute of Theano compiling on a cold
+    cache (CI's always is), so the full grid is `make oracle`'s."""
     return [
         LockstepCase("mnist-dynamic", "iwae", 5, 1, 30, eval_k=50, eval_n=10),
-        LockstepCase("mnist-dynamic", "vae", 1, 2, 20),
-        LockstepCase("mnist-fixed", "iwae", 5, 1, 20),
+        LockstepCase("mnist-fixed", "vae", 1, 2, 20),
         ContinuationCase(first=10, then=10),
     ]
 
