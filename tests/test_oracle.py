@@ -92,6 +92,26 @@ def test_a_step_that_draws_otherwise_is_refused():
         step_slots([Draw("normal", np.zeros((1, 1, 20, 50), np.float32))], True, 1)
 
 
+def test_a_zero_uniform_is_served_so_their_rule_binarizes_as_the_suites():
+    """torch.rand can draw 0, Theano's MRG never does: served as 0, their 1[u <= p] would turn a
+    black pixel white where the suite's 1[u < p] keeps it black (the 3,500-step case met one)."""
+    from benchmark.oracle.capture import Draw
+
+    pixels = np.arange(256, dtype=np.float32) / np.float32(255)  # every gray value, 0 included
+    u = np.zeros((20, 784), np.float32)
+    u[0, :256] = pixels  # ties at every value: the one deliberate difference, left as it is
+    served = step_slots([Draw("uniform", u), Draw("normal", np.zeros((1, 1, 20, 50)))],
+                        True, 1)["u"]
+    p = np.zeros((20, 784), np.float32)
+    p[0, :256] = pixels
+    p[1, :256] = pixels
+    suite, theirs = u < p, served <= p
+    assert np.array_equal(suite[1:], theirs[1:])  # u == 0: the same pixel on both sides
+    assert np.array_equal(served[0, 1:256], pixels[1:]) and served.min() > 0
+    assert not theirs[0, 0]  # a black pixel stays black even at a tie
+    assert np.array_equal(theirs[0, 1:256] & ~suite[0, 1:256], np.ones(255, bool))
+
+
 def test_relative_difference_and_ulps():
     assert relative(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.0
     assert relative(np.array([0.0, 2.1]), np.array([0.0, 2.0])) == pytest.approx(0.05)

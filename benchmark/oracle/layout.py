@@ -16,6 +16,11 @@ import numpy as np
 from benchmark.oracle.capture import Draw
 
 
+# Theano MRG's float32 uniform is (x11 - x21) * NORM with the integer never 0 ("Must never
+# return either 0 or M1+1", theano/sandbox/rng_mrg.py): its smallest draw is NORM itself.
+MRG_SMALLEST_UNIFORM = np.float32(4.6566126e-10)
+
+
 class LayoutError(RuntimeError):
     """The suite drew something other than what the authors' graph consumes."""
 
@@ -35,13 +40,22 @@ def step_slots(draws: Sequence[Draw], dynamic: bool, layers: int) -> dict[str, n
                           f"consumes {expected}")
     slots = {}
     if dynamic:
-        slots["u"] = draws[0].values
+        slots["u"] = as_mrg_uniform(draws[0].values)
     for layer, draw in enumerate(draws[1:] if dynamic else draws):
         noise = draw.values
         if noise.ndim == 4:  # (M=1, k, B, d)
             noise = noise[0]
         slots[f"n{layer}"] = authors_rows(noise)
     return slots
+
+
+def as_mrg_uniform(u: np.ndarray) -> np.ndarray:
+    """torch.rand can return 0, the authors' stream never does: a 0 is served as MRG's smallest
+    draw. Below every non-zero pixel value (>= 1/255), it makes their 1[u <= p] the suite's
+    1[u < p] at u = 0 for every p; served as 0 it would turn a black pixel white, a draw their
+    own stream cannot make (the 3,500-step VAE case met one at step 1,263)."""
+    u = np.asarray(u, dtype=np.float32)
+    return np.where(u == 0, MRG_SMALLEST_UNIFORM, u).astype(np.float32)
 
 
 def evaluation_slots(draws: Sequence[Draw], layers: int, k: int, n: int

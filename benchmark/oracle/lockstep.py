@@ -32,7 +32,7 @@ def train_suite(run: SuiteRun, steps: int, snapshots: list[int], folder: Path,
         draws.write(position, slots)
         rows.append(run.minibatch_rows(position))
         if "u" in slots:  # 1[u < p] (suite) and 1[u <= p] (authors) differ exactly here
-            gray = run.member.source.batch(position).numpy()
+            gray = run.member.source.batch(position).numpy()  # (a served u is never 0)
             if (slots["u"] == gray).any():
                 ties.append(step + step_offset)
         if step + step_offset == 1:
@@ -92,7 +92,7 @@ def compare(case: LockstepCase, folder: Path) -> tuple[list[Quantity], list[dict
     facts = load_npz(suite / "facts.npz")
     out.append(compare_stages(case.id, facts, read_result(a32)["stages"], case.steps))
     if facts["ties"].size:
-        out.append(Quantity(case.id, "draws where u == p (1[u < p] against their 1[u <= p])",
+        out.append(Quantity(case.id, "draws where u == p > 0 (1[u < p] against their 1[u <= p])",
                             float(facts["ties"].size), float("inf"),
                             f"at steps {facts['ties'].tolist()}: a deliberate difference"))
     if case.eval_k:
