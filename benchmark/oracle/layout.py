@@ -15,7 +15,6 @@ import numpy as np
 
 from benchmark.oracle.capture import Draw
 
-
 # Theano MRG's float32 uniform is (x11 - x21) * NORM with the integer never 0 ("Must never
 # return either 0 or M1+1", theano/sandbox/rng_mrg.py): its smallest draw is NORM itself.
 MRG_SMALLEST_UNIFORM = np.float32(4.6566126e-10)

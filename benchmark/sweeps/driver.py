@@ -44,14 +44,12 @@ from typing import Any
 
 from benchmark.records import load_result, write_result
 from benchmark.sweeps.availability import DataCheck, check_data_available, split_unavailable
-from benchmark.sweeps.calibration import Timer, calibrate, run_real_timer
-from benchmark.sweeps.cost_model import project
-from benchmark.sweeps.eta import ModelEta
+from benchmark.sweeps.calibration import Timer, run_real_timer
 from benchmark.sweeps.executors import Executor, describe_executor
 from benchmark.sweeps.grids import PlannedRun, group_runs
 from benchmark.sweeps.locks import RunDirLock
 from benchmark.sweeps.progress import SweepDisplay, finished_line
-from benchmark.sweeps.projection import faster_options, planned_tasks, projection_line
+from benchmark.sweeps.projection import projected_eta
 from benchmark.sweeps.run_state import (
     check_recorded_configs,
     is_complete,
@@ -446,27 +444,3 @@ def count_runs_finished_elsewhere(runs: list[PlannedRun], state: dict[Path, str]
             state[run.run_dir] = "complete"
             report.locked.pop(run.label, None)
             report.complete.append(run.label)
-def projected_eta(grid: str, todo: list[PlannedRun], executor: Executor,
-                  options: ExecutionOptions, timer: Timer | None, group: bool,
-                  say: Callable[[str], None], load_s: dict[str, float]) -> ModelEta | None:
-    """Calibrate the cost model on the executor, print the projection line, and return the ETA
-    built on them (None: no model, the display falls back to the measured rate). load_s: how
-    long the data check took to load each condition, which every task loading it pays too."""
-    if timer is None:
-        return None
-    tasks = planned_tasks(todo, executor.capacity, group)
-    results = todo[0].run_dir.parents[1]  # <results>/<sweep>/<run-id>
-    model, why_not = calibrate(executor, tasks, options, timer, results,
-                               todo[0].config.device)
-    if model is None:
-        say(f"sweep {grid}: no projection: timing this machine failed ({why_not})")
-        return None
-    model.data_load_s = dict(load_s)
-    projection = project(model, tasks, executor.capacity)
-    name = type(executor).__name__.removesuffix("Executor").lower()
-    faster = faster_options(model, todo, executor.capacity, group, model.device, name,
-                            projection.seconds)
-    say(projection_line(grid, projection, model, faster))
-    return ModelEta(model, tasks, executor.capacity)
-
-

@@ -1,5 +1,6 @@
 """The line every sweep prints before it trains: the projected wall time on this machine of the
-runs it is about to train, and what would be faster when that is more than a day.
+runs it is about to train, and what would be faster when that is more than a day; and the ETA
+built on the same calibrated model (projected_eta), which the progress display then follows.
 
 The tasks are formed as the driver will form them (benchmark.sweeps.grids.group_runs, for the
 runs ready now; runs that continue another, later, once their base is complete) and priced by the
@@ -9,9 +10,10 @@ cost model (benchmark.sweeps.cost_model), calibrated on this machine
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from benchmark.sweeps.calibration import Timer, calibrate
 from benchmark.sweeps.cost_model import (
     CostModel,
     MemberCost,
@@ -21,9 +23,12 @@ from benchmark.sweeps.cost_model import (
     project,
     workload_of,
 )
+from benchmark.sweeps.eta import ModelEta
+from benchmark.sweeps.executors import Executor
 from benchmark.sweeps.grids import PlannedRun, group_runs
 from benchmark.sweeps.progress import format_duration
 from benchmark.sweeps.run_state import steps_done_before
+from benchmark.training import ExecutionOptions
 
 DAY_S = 24 * 3600.0
 
@@ -85,3 +90,29 @@ def projection_line(grid: str, projection: Projection, model: CostModel,
     if projection.seconds > DAY_S and faster:
         line += "; more than a day: faster would be " + ", or ".join(faster)
     return line
+
+
+def projected_eta(grid: str, todo: list[PlannedRun], executor: Executor,
+                  options: ExecutionOptions, timer: Timer | None, group: bool,
+                  say: Callable[[str], None], load_s: dict[str, float]) -> ModelEta | None:
+    """Calibrate the cost model on the executor, print the projection line, and return the ETA
+    built on them (None: no model, the display falls back to the measured rate). load_s: how
+    long the data check took to load each condition, which every task loading it pays too."""
+    if timer is None:
+        return None
+    tasks = planned_tasks(todo, executor.capacity, group)
+    results = todo[0].run_dir.parents[1]  # <results>/<sweep>/<run-id>
+    model, why_not = calibrate(executor, tasks, options, timer, results,
+                               todo[0].config.device)
+    if model is None:
+        say(f"sweep {grid}: no projection: timing this machine failed ({why_not})")
+        return None
+    model.data_load_s = dict(load_s)
+    projection = project(model, tasks, executor.capacity)
+    name = type(executor).__name__.removesuffix("Executor").lower()
+    faster = faster_options(model, todo, executor.capacity, group, model.device, name,
+                            projection.seconds)
+    say(projection_line(grid, projection, model, faster))
+    return ModelEta(model, tasks, executor.capacity)
+
+
