@@ -114,5 +114,3 @@ def projected_eta(grid: str, todo: list[PlannedRun], executor: Executor,
                             projection.seconds)
     say(projection_line(grid, projection, model, faster))
     return ModelEta(model, tasks, executor.capacity)
-
-
