@@ -142,3 +142,16 @@ def test_no_import_cycle_between_modules():
     for node in sorted(graph):
         if state.get(node) is None:
             visit(node, [])
+
+
+def test_test_modules_have_unique_basenames():
+    """pytest imports test modules by basename (no packages here): two test_x.py under tests/
+    stop the collection of the whole tree, as `pytest -m cuda` (doctor, gpu-check) collects it."""
+    tests = Path(__file__).resolve().parent
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted(tests.rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(tests)} and {path.relative_to(tests)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "same basename: " + "; ".join(clashes)
