@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from cuda_marks import needs_cuda
 
 from benchmark.cli import main
 from benchmark.config import RunConfig, objective_label, run_id
@@ -236,7 +237,7 @@ def test_the_estimators_grid_shares_the_table1_cells_and_groups_by_samples(tmp_p
     assert samples == [5, 50, 64]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda
 @pytest.mark.parametrize("numerics", ["exact", "fast"])
 def test_cuda_graph_step_replays_the_eager_step_for_the_new_estimators(synthetic_data_dir,
                                                                       numerics):
