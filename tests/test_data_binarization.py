@@ -164,3 +164,53 @@ def test_dynamic_binarizer_on_cuda() -> None:
     resumed = DynamicBinarizer(1, torch.device("cuda"))
     resumed.load_state_dict({**state, "rng_state": state["rng_state"].cuda()})
     assert torch.equal(resumed(p), first)
+
+
+def test_a_pixel_equal_to_its_uniform_is_black() -> None:
+    """x = 1[u < p]: at a tie u == p the pixel is 0 (the authors' 1[u <= p] would give 1; see
+    README Fidelity). Ties are forced by feeding each draw back as the gray values."""
+    b = DynamicBinarizer(seed=5, device="cpu")
+    saved = b.generator.get_state()
+    u = torch.rand((20, 784), generator=b.generator)
+    b.generator.set_state(saved)
+    assert not b(u).any()
+    shape = (3, 784)
+    u_once = np.random.default_rng(11).random(shape, dtype=np.float32)
+    assert not binarize_once(u_once, seed=11).any()
+
+
+def test_the_test_binarization_is_float32_uniforms_of_its_seed() -> None:
+    """Every evaluation scores this binary set: its draws are float32 uniforms of
+    default_rng(seed) (a float64 draw would give another set and shift every NLL)."""
+    x = np.linspace(0, 1, 5 * 784, dtype=np.float32).reshape(5, 784)
+    u = np.random.default_rng(TEST_BINARIZATION_SEED).random(x.shape, dtype=np.float32)
+    assert np.array_equal(binarize_once(x, TEST_BINARIZATION_SEED), (u < x).astype(np.float32))
+
+
+def test_the_decoder_bias_mean_is_a_float32_mean_whatever_the_input_type() -> None:
+    """Their get_train_mean_np averaged float32 data in float32; a float64 mean differs in the
+    last bits, which the oracle compares bit for bit."""
+    train = np.random.default_rng(3).random((1000, 784), dtype=np.float32)
+    in_float32 = decoder_bias_mean(train)
+    assert np.array_equal(decoder_bias_mean(train.astype(np.float64)), in_float32)
+    assert not np.array_equal(np.clip(train.astype(np.float64).mean(0), 0.001, 0.999)
+                              .astype(np.float32), in_float32)  # the two means do differ
+
+
+def test_a_state_loaded_onto_another_device_is_brought_back() -> None:
+    """torch.load(map_location="cuda") moves the generator state too; it is set from .cpu()
+    (stand-in for a CUDA tensor: an object whose .cpu() is the state)."""
+
+    class Moved:
+        def __init__(self, tensor: torch.Tensor) -> None:
+            self.tensor = tensor
+
+        def cpu(self) -> torch.Tensor:
+            return self.tensor
+
+    original = DynamicBinarizer(9, "cpu")
+    state = original.state_dict()
+    resumed = DynamicBinarizer(0, "cpu")
+    resumed.load_state_dict(dict(state, rng_state=Moved(state["rng_state"])))
+    p = gray_batch()
+    assert torch.equal(resumed(p), original(p))
