@@ -153,5 +153,6 @@ def test_test_modules_have_unique_basenames():
     for path in sorted(tests.rglob("test_*.py")):
         if path.name in seen:
             clashes.append(f"{seen[path.name].relative_to(tests)} and {path.relative_to(tests)}")
-        seen.setdefault(path.name, path)
+        else:
+            seen[path.name] = path
     assert not clashes, "same basename: " + "; ".join(clashes)

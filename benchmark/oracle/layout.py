@@ -54,7 +54,7 @@ def as_mrg_uniform(u: np.ndarray) -> np.ndarray:
     1[u < p] at u = 0 for every p; served as 0 it would turn a black pixel white, a draw their
     own stream cannot make (the 3,500-step VAE case met one at step 1,263)."""
     u = np.asarray(u, dtype=np.float32)
-    return np.where(u == 0, MRG_SMALLEST_UNIFORM, u).astype(np.float32)
+    return np.where(u == 0, MRG_SMALLEST_UNIFORM, u)  # float32 in, float32 out
 
 
 def evaluation_slots(draws: Sequence[Draw], layers: int, k: int, n: int

@@ -32,7 +32,7 @@ def train_suite(run: SuiteRun, steps: int, snapshots: list[int], folder: Path,
         draws.write(position, slots)
         rows.append(run.minibatch_rows(position))
         if "u" in slots:  # 1[u < p] (suite) and 1[u <= p] (authors) differ exactly here
-            gray = run.member.source.batch(position).numpy()  # (a served u is never 0)
+            gray = run.member.source.batch(position).numpy()  # served u > 0: ties at p > 0
             if (slots["u"] == gray).any():
                 ties.append(step + step_offset)
         if step + step_offset == 1:
