@@ -7,6 +7,7 @@ the verified authors' files; it skips, saying why, when either is not reachable.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -70,6 +71,56 @@ def test_a_training_step_draws_what_the_authors_graph_consumes(synthetic_data_di
     run.train(2, lambda step, slots: seen.append({n: v.shape for n, v in slots.items()}))
     assert seen == [{"u": (20, 784), "n0": (100, 100), "n1": (100, 50)}] * 2
     assert run.state_arrays()["t"] == 3  # their timestep starts at 1
+
+
+def test_a_replay_of_the_recorded_draws_is_the_same_run(synthetic_data_dir):
+    """A second run stepped on the first run's draws (train(twin=...)) ends bit-identical: the
+    replay serves every draw, in order, where the step asks for it."""
+    from benchmark.oracle.suite_side import SuiteRun
+    from benchmark.training import DataCache
+
+    data = DataCache(synthetic_data_dir, torch.device("cpu"))
+    config = RunConfig("mnist-dynamic", "iwae", 5, 2, steps=3, seed=0)
+    run, twin = SuiteRun(config, data), SuiteRun(dataclasses.replace(config, seed=1), data)
+    run.train(3, lambda step, slots: None, twin=twin)
+    mine, theirs = run.state_arrays(), twin.state_arrays()
+    assert all(np.array_equal(mine[n], theirs[n]) for n in mine)
+
+
+def test_the_float64_twin_computes_in_float64_on_the_same_draws(synthetic_data_dir):
+    from benchmark.oracle.suite_side import SuiteRun
+    from benchmark.training import DataCache
+
+    data = DataCache(synthetic_data_dir, torch.device("cpu"))
+    config = RunConfig("mnist-dynamic", "iwae", 5, 1, steps=3)
+    run, twin = SuiteRun(config, data), SuiteRun(config, data, float64=True)
+    run.train(3, lambda step, slots: None, twin=twin)
+    mine, theirs = run.state_arrays(), twin.state_arrays()
+    assert theirs["t"] == mine["t"] == 4
+    assert {theirs[n].dtype for n in theirs if n != "t"} == {np.dtype(np.float64)}  # and m, v
+    assert twin.gradients()["grad/p0.logits.b"].dtype == np.float64
+    # float32 rounding apart, no further: the same function on the same draws
+    assert max(relative(mine[n], theirs[n]) for n in mine) < 1e-4
+    assert any(not np.array_equal(mine[n].astype(np.float64), theirs[n]) for n in mine)
+
+
+def test_the_replay_promotes_float32_and_refuses_a_draw_it_does_not_hold():
+    from benchmark.oracle.capture import Draw, DrawReplay
+
+    recorded = [Draw("uniform", np.array([0.25, 0.5], np.float32)),
+                Draw("normal", np.array([1.5], np.float32))]
+    with DrawReplay(recorded, promote_to=torch.float64):
+        u = torch.rand(2, dtype=torch.float32)
+        eps = torch.empty(1, dtype=torch.float32).normal_()
+        ones = torch.ones(2).to(torch.float32)
+    assert u.dtype == eps.dtype == ones.dtype == torch.float64
+    assert u.tolist() == [0.25, 0.5] and eps.tolist() == [1.5]
+    with pytest.raises(RuntimeError, match="asked for a normal draw"):
+        with DrawReplay(recorded[:1]):
+            torch.randn(2)
+    with pytest.raises(RuntimeError, match="left 1 recorded draws unused"):
+        with DrawReplay(recorded[1:]):
+            pass
 
 
 def test_evaluation_noise_is_regrouped_per_example():

@@ -5,7 +5,7 @@ Lockstep: the suite trains and records every random draw it makes (capture.py); 
 driver (py2/) runs their experiments.py unmodified with their random stream replaced by those
 draws, in the rows their graph consumes (layout.py); parameters, Adam moments, bounds, gradients,
 evaluations and the data path are then compared (lockstep.py, evaluation.py, continuation.py,
-datapath.py) against tolerances measured from float32 rounding of their own code (compare.py).
+datapath.py) against tolerances measured from float32 rounding of both sides (compare.py).
 run.py runs the cases (cases.py) and records.py writes results/oracle/; command.py is
 `python -m benchmark oracle`. It hands the report the records of a measured fidelity.
 """

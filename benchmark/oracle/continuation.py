@@ -14,6 +14,7 @@ from benchmark.oracle.arrays import DrawFiles, link_draws, load_npz, save_npz, s
 from benchmark.oracle.cases import AUTHORS_DATASET, ContinuationCase
 from benchmark.oracle.compare import Quantity
 from benchmark.oracle.lockstep import (
+    SUITE_FLOAT64,
     compare_initial,
     curve_quantities,
     read_result,
@@ -28,19 +29,25 @@ from benchmark.training import DataCache
 def prepare(case: ContinuationCase, data: DataCache, folder: Path) -> dict[str, list[dict]]:
     suite = folder / "suite"
     parent_dir = folder / "parent-run"
-    parent = SuiteRun(RunConfig(case.data, "vae", 1, 1, steps=case.first), data)
+    parent_config = RunConfig(case.data, "vae", 1, 1, steps=case.first)
+    parent = SuiteRun(parent_config, data)
+    parent_twin = SuiteRun(parent_config, data, float64=True)
     save_npz(snapshot_path(suite, 0), parent.state_arrays())
     train_suite(parent, case.first, case.snapshot_steps(), suite,
-                DrawFiles(folder / "draws", case.first, segment=0))
+                DrawFiles(folder / "draws", case.first, segment=0), twin=parent_twin)
     save_checkpoint(parent_dir, parent.payload())
     payload = load_latest_checkpoint(parent_dir)
     assert payload is not None
-    child = SuiteRun(RunConfig(case.data, "iwae", 50, 1, init_from=str(parent_dir),
-                               steps=case.then), data)
+    child_config = RunConfig(case.data, "iwae", 50, 1, init_from=str(parent_dir),
+                             steps=case.then)
+    child = SuiteRun(child_config, data)
     child.continue_from(payload)
     carried = carried_over(parent, child, payload)
+    child_twin = SuiteRun(child_config, data, float64=True)
+    child_twin.adopt_state(parent_twin)  # the float64 twin continues in float64
     train_suite(child, case.then, case.snapshot_steps(), suite,
-                DrawFiles(folder / "draws", case.then, segment=1), step_offset=case.first)
+                DrawFiles(folder / "draws", case.then, segment=1), step_offset=case.first,
+                twin=child_twin)
     save_npz(suite / "carried.npz", carried)
     tasks: dict[str, list[dict]] = {"float32": [], "float64": []}
     initial = {n[len("param/"):]: v for n, v in load_npz(snapshot_path(suite, 0)).items()
@@ -85,7 +92,7 @@ def compare(case: ContinuationCase, folder: Path) -> tuple[list[Quantity], list[
     suite, a32, a64 = folder / "suite", folder / "authors-float32", folder / "authors-float64"
     out = compare_initial(case.id, load_npz(snapshot_path(suite, 0)),
                           load_npz(snapshot_path(a32, 0)))
-    curve = training_curve(case.snapshot_steps(), suite, a32, a64)
+    curve = training_curve(case.snapshot_steps(), suite, a32, a64, folder / SUITE_FLOAT64)
     out += curve_quantities(case.id, case.first + case.then, curve)
     stages = read_result(a32)["stages"]
     carried = load_npz(suite / "carried.npz")

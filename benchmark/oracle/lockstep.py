@@ -1,10 +1,12 @@
 """A lockstep case: the suite trains N steps and records its draws; the authors' code trains
-the same N steps on them (float32, and float64 for the rounding baseline); then every quantity
-is compared: initial parameters, step-1 bounds and gradients, parameters and Adam moments at
-the snapshot steps, the timestep, the minibatch order and the stages."""
+the same N steps on them (float32, and float64 for the rounding baseline), and so does the
+suite's own float64 twin; then every quantity is compared: initial parameters, step-1 bounds
+and gradients, parameters and Adam moments at the snapshot steps, the timestep, the minibatch
+order and the stages."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +14,33 @@ import numpy as np
 
 from benchmark.oracle.arrays import DrawFiles, link_draws, load_npz, save_npz, snapshot_path
 from benchmark.oracle.cases import LockstepCase
-from benchmark.oracle.compare import BIAS_ULPS, Quantity, relative, tolerance, ulps_apart, worst
+from benchmark.oracle.compare import (
+    BIAS_ULPS,
+    LINEAR_LIMIT,
+    Quantity,
+    relative,
+    tolerance,
+    tolerance64,
+    ulps_apart,
+    worst,
+)
 from benchmark.oracle.suite_side import SuiteRun
 from benchmark.training import DataCache, make_plan
 
 OUTPUT_BIAS = "param/p0.logits.b"
+SUITE_FLOAT64 = "suite-float64"  # the suite's float64 twin, beside "suite"
 KINDS = {"param/": "parameters", "m/": "first moments m", "v/": "second moments v"}
 
 
 def train_suite(run: SuiteRun, steps: int, snapshots: list[int], folder: Path,
-                draws: DrawFiles, step_offset: int = 0) -> dict[str, Any]:
-    """Steps the suite, writing its draws, its snapshots and what step 1 saw; returns the
-    minibatch rows it read and the steps where a binarization uniform equalled its pixel."""
+                draws: DrawFiles, step_offset: int = 0, twin: SuiteRun | None = None
+                ) -> dict[str, Any]:
+    """Steps the suite (and its float64 twin on the same draws), writing its draws, both runs'
+    snapshots and what step 1 saw; returns the minibatch rows it read and the steps where a
+    binarization uniform equalled its pixel."""
     rows, ties = [], []
     wanted = set(snapshots)
+    twin_folder = folder.parent / SUITE_FLOAT64
 
     def on_step(step: int, slots: dict[str, np.ndarray]) -> None:
         position = step - 1
@@ -35,23 +50,26 @@ def train_suite(run: SuiteRun, steps: int, snapshots: list[int], folder: Path,
             gray = run.member.source.batch(position).numpy()  # served u > 0: ties at p > 0
             if (slots["u"] == gray).any():
                 ties.append(step + step_offset)
-        if step + step_offset == 1:
-            save_npz(folder / "step1.npz", {"bounds": run.last_bounds} | run.gradients())
-        if step + step_offset in wanted:
-            save_npz(snapshot_path(folder, step + step_offset), run.state_arrays())
+        for side, where in ((run, folder), (twin, twin_folder)):
+            if side is None:
+                continue
+            if step + step_offset == 1:
+                save_npz(where / "step1.npz", {"bounds": side.last_bounds} | side.gradients())
+            if step + step_offset in wanted:
+                save_npz(snapshot_path(where, step + step_offset), side.state_arrays())
 
-    run.train(steps, on_step)
+    run.train(steps, on_step, twin)
     draws.close()
     return {"rows": np.stack(rows) if rows else np.zeros((0, 20), np.int64), "ties": ties}
 
 
 def prepare(case: LockstepCase, data: DataCache, folder: Path) -> dict[str, list[dict]]:
     """The suite's side; returns the authors' tasks per float type."""
-    run = SuiteRun(case.config(), data)
+    run, twin = SuiteRun(case.config(), data), SuiteRun(case.config(), data, float64=True)
     suite = folder / "suite"
     save_npz(snapshot_path(suite, 0), run.state_arrays())
     trained = train_suite(run, case.steps, case.snapshot_steps(), suite,
-                          DrawFiles(folder / "draws", case.steps))
+                          DrawFiles(folder / "draws", case.steps), twin=twin)
     np.save(suite / "rows.npy", trained["rows"])
     plan = make_plan(case.config(), run.member.dataset.train.shape[0])
     save_npz(suite / "facts.npz", {"ties": np.asarray(trained["ties"], dtype=np.int64),
@@ -81,12 +99,13 @@ def prepare(case: LockstepCase, data: DataCache, folder: Path) -> dict[str, list
 def compare(case: LockstepCase, folder: Path) -> tuple[list[Quantity], list[dict]]:
     """Every quantity of the case against its tolerance, and the curve of differences."""
     suite, a32, a64 = folder / "suite", folder / "authors-float32", folder / "authors-float64"
+    s64 = folder / SUITE_FLOAT64
     out: list[Quantity] = []
     out += compare_initial(case.id, load_npz(snapshot_path(suite, 0)),
                            load_npz(snapshot_path(a32, 0)))
-    out += compare_step1(case.id, case.model, load_npz(suite / "step1.npz"),
-                         load_npz(a32 / "step1.npz"), load_npz(a64 / "step1.npz"))
-    curve = training_curve(case.snapshot_steps(), suite, a32, a64)
+    out += compare_step1(case.id, case.model, *(load_npz(f / "step1.npz")
+                                                for f in (suite, a32, a64, s64)))
+    curve = training_curve(case.snapshot_steps(), suite, a32, a64, s64)
     out += curve_quantities(case.id, case.steps, curve)
     out.append(compare_rows(case.id, np.load(suite / "rows.npy"), np.load(a32 / "indices.npy")))
     facts = load_npz(suite / "facts.npz")
@@ -123,31 +142,50 @@ def compare_initial(case: str, suite: dict, authors: dict) -> list[Quantity]:
     ]
 
 
-def compare_step1(case: str, model: str, suite: dict, a32: dict, a64: dict) -> list[Quantity]:
+def compare_step1(case: str, model: str, suite: dict, a32: dict, a64: dict, s64: dict
+                  ) -> list[Quantity]:
+    """Tolerances from the larger of the two sides' rounding (each float32 run against its own
+    float64 run); the two float64 runs against each other as well."""
     bound = f"{model}_bound"
-    rounding_b = relative(a32[bound], a64[bound])
+    rounding_b = max(relative(a32[bound], a64[bound]), relative(suite["bounds"], s64["bounds"]))
     grads_s = {n: v for n, v in suite.items() if n.startswith("grad/")}
+    grads_64 = {n: v for n, v in s64.items() if n.startswith("grad/")}
     measured_g, name_g = worst(grads_s, a32, "grad/")
-    rounding_g, _ = worst(a32, a64, "grad/")
+    theirs_g, mine_g = worst(a32, a64, "grad/")[0], worst(grads_s, s64, "grad/")[0]
+    rounding_g = max(theirs_g, mine_g)
+    float64_b = relative(s64["bounds"], a64[bound])
+    float64_g, name_64 = worst(grads_64, a64, "grad/")
     return [
         Quantity(case, "step-1 per-example bounds", relative(suite["bounds"], a32[bound]),
-                 tolerance(rounding_b), f"float32 vs float64 of theirs: {rounding_b:.1e}"),
+                 tolerance(rounding_b), f"rounding (larger side): {rounding_b:.1e}"),
         Quantity(case, "step-1 gradients", measured_g, tolerance(rounding_g),
-                 f"worst {name_g[5:]}; float32 vs float64 of theirs: {rounding_g:.1e}"),
+                 f"worst {name_g[5:]}; rounding theirs {theirs_g:.1e}, suite's {mine_g:.1e}"),
+        Quantity(case, "step-1 bounds, float64 runs", float64_b, tolerance64(rounding_b),
+                 "the suite's float64 twin against theirs"),
+        Quantity(case, "step-1 gradients, float64 runs", float64_g, tolerance64(rounding_g),
+                 f"worst {name_64[5:]}; the suite's float64 twin against theirs"),
     ]
 
 
-def training_curve(steps: list[int], suite: Path, a32: Path, a64: Path) -> list[dict]:
+def training_curve(steps: list[int], suite: Path, a32: Path, a64: Path, s64: Path
+                   ) -> list[dict]:
+    """Per snapshot step and kind: the suite against the authors in float32 ("measured"), each
+    side's rounding (its float32 run against its float64 run), the tolerance from the larger,
+    and the two float64 runs against each other."""
     curve = []
     for step in steps:
-        s, t32, t64 = (load_npz(snapshot_path(f, step)) for f in (suite, a32, a64))
+        s, t32, t64, d64 = (load_npz(snapshot_path(f, step)) for f in (suite, a32, a64, s64))
         row: dict[str, Any] = {"step": step, "timestep_suite": float(s["t"]),
                                "timestep_authors": float(t32["t"])}
         for prefix, label in KINDS.items():
             measured, name = worst(s, t32, prefix)
-            rounding, _ = worst(t32, t64, prefix)
+            theirs, mine = worst(t32, t64, prefix)[0], worst(s, d64, prefix)[0]
+            rounding = max(theirs, mine)
             row[label] = {"measured": measured, "rounding": rounding,
-                          "tolerance": tolerance(rounding), "worst": name}
+                          "rounding_authors": theirs, "rounding_suite": mine,
+                          "tolerance": tolerance(rounding), "worst": name,
+                          "float64": worst(d64, t64, prefix)[0],
+                          "tolerance64": tolerance64(rounding)}
         curve.append(row)
     return curve
 
@@ -163,10 +201,28 @@ def curve_quantities(case: str, steps: int, curve: list[dict]) -> list[Quantity]
                             f"tightest at step {row['step']} ({row[label]['worst']}); at step "
                             f"{curve[-1]['step']}: {last['measured']:.1e} (rounding "
                             f"{last['rounding']:.1e})"))
+        linear = linear_regime(curve, label)
+        ratios = [(row[label]["float64"] / row[label]["tolerance64"], row) for row in linear]
+        ratio, row = max(ratios, key=lambda r: r[0])
+        past = (f"; past it (float32 rounding above {LINEAR_LIMIT:g}), at step "
+                f"{curve[-1]['step']}: {last['float64']:.1e}, not judged"
+                if len(linear) < len(curve) else "")
+        out.append(Quantity(case, f"{label}, float64 runs, steps 1-{linear[-1]['step']}",
+                            row[label]["float64"], row[label]["tolerance64"],
+                            f"tightest at step {row['step']}{past}"))
     wrong = [row["step"] for row in curve if row["timestep_suite"] != row["timestep_authors"]]
     out.append(Quantity(case, "Adam timestep", float(len(wrong)), 0.0,
                         "equal at every snapshot" if not wrong else f"differs at {wrong}"))
     return out
+
+
+def linear_regime(curve: list[dict], label: str) -> list[dict]:
+    """The snapshots up to the last where float32 rounding (the larger side) is below
+    LINEAR_LIMIT: where the float64 runs' differences are still a fixed fraction of it.
+    Step 1 always counts."""
+    linear = list(itertools.takewhile(lambda row: row[label]["rounding"] <= LINEAR_LIMIT,
+                                      curve))
+    return linear or curve[:1]
 
 
 def compare_rows(case: str, suite_rows: np.ndarray, authors_index: np.ndarray) -> Quantity:

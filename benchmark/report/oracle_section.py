@@ -32,7 +32,9 @@ def oracle_table(summary: dict) -> ReportTable:
                     "draws; differences are max-norm relative unless the quantity says "
                     "otherwise; the tolerance is "
                     f"{summary['rounding_factor']:g} x what float32 rounding alone makes of "
-                    "their own code (their float32 against their float64 run).",
+                    "the side that rounds more (each side's float32 run against its float64 "
+                    "run on the same draws); the two float64 runs must agree 2^-23 times more "
+                    "closely.",
         index_columns=("Quantity",),
         value_columns=("Cases", "Measured", "Tolerance", "Verdict", "Closest case"),
         rows=tuple(rows))
