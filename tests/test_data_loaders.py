@@ -81,6 +81,8 @@ def test_omniglot_shuffled_with_seed_123_and_upright(synthetic_data_dir: Path, a
     np.testing.assert_array_equal(ds.test, arrays.omniglot_test.reshape(-1, 784)
                                   .astype(np.float32))
     assert not np.array_equal(ds.train, upright[:N_TRAIN])  # the shuffle did happen
+    # chardata.mat holds float64; the model and the evaluation take float32 splits
+    assert {ds.split(s).dtype for s in ("train", "valid", "test")} == {np.dtype(np.float32)}
 
 
 def test_omniglot_layout_is_the_authors_fortran_reshape(tmp_path: Path) -> None:
@@ -123,9 +125,27 @@ def test_missing_files_say_what_to_fetch(tmp_path: Path) -> None:
     message = str(err.value)
     assert "binarized_mnist_train.amat (missing)" in message
     assert str((tmp_path / "empty" / "raw" / "binarized_mnist").resolve()) in message
-    assert "python -m benchmark fetch binarized-mnist --data-dir" in message
+    assert f"python -m benchmark fetch binarized-mnist --data-dir {tmp_path / 'empty'} " in message
+    assert "(or place the files there by hand and run that command to verify them)" in message
     assert "\n" not in message
     assert isinstance(err.value, UserError)
+
+
+def test_unknown_split_and_condition_list_the_choices(synthetic_data_dir: Path) -> None:
+    ds = load_dataset("mnist-fixed", synthetic_data_dir)
+    with pytest.raises(UserError, match="unknown split 'dev'; choose train, valid or test"):
+        ds.split("dev")
+    with pytest.raises(UserError, match="choose one of mnist-dynamic, mnist-fixed, omniglot"):
+        load_dataset("mnist", synthetic_data_dir)
+
+
+def test_dataset_records_the_catalogue_it_was_verified_against(synthetic_data_dir: Path) -> None:
+    from benchmark.data.sources import load_catalogue
+
+    origin = load_catalogue(synthetic_data_dir).origin
+    assert origin != "built-in"  # the synthetic files carry their own catalogue
+    assert load_dataset("omniglot", synthetic_data_dir).catalogue == origin
+    assert load_dataset("mnist-dynamic", synthetic_data_dir).catalogue == origin
 
 
 def test_changed_file_is_not_trusted(synthetic_data_dir: Path) -> None:
@@ -301,7 +321,8 @@ def test_malformed_file_through_load_dataset_names_the_fix(synthetic_data_dir: P
         load_dataset("mnist-fixed", synthetic_data_dir)
     message = str(err.value)
     assert str(path) in message and "value other than 0 or 1" in message
-    assert "python -m benchmark fetch binarized-mnist --data-dir" in message
+    assert f"delete it and run: python -m benchmark fetch binarized-mnist --data-dir " \
+           f"{synthetic_data_dir}" in message
 
 
 def test_too_few_training_images(tmp_path: Path) -> None:
@@ -317,8 +338,12 @@ def test_too_few_training_images(tmp_path: Path) -> None:
         write_amat(raw / rel, np.zeros((1, 784), np.uint8))
     write_chardata(raw / "omniglot/chardata.mat", np.zeros((2, 28, 28)), np.zeros((1, 28, 28)))
     write_catalogue(data_dir, synthetic_catalogue(raw))
-    with pytest.raises(UserError, match="needs more"):
+    with pytest.raises(UserError, match="needs more") as err:
         load_dataset("mnist-dynamic", data_dir)
+    assert str(raw / "mnist/train-images-idx3-ubyte.gz") in str(err.value)
+    with pytest.raises(UserError, match="needs more") as err:
+        load_dataset("omniglot", data_dir)
+    assert str(raw / "omniglot/chardata.mat") in str(err.value)
 
 
 # --- info ------------------------------------------------------------------------------------
