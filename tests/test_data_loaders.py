@@ -123,11 +123,14 @@ def test_missing_files_say_what_to_fetch(tmp_path: Path) -> None:
     with pytest.raises(DataUnavailable) as err:
         load_dataset("mnist-fixed", tmp_path / "empty")
     message = str(err.value)
-    assert "binarized_mnist_train.amat (missing)" in message
-    assert str((tmp_path / "empty" / "raw" / "binarized_mnist").resolve()) in message
-    assert f"python -m benchmark fetch binarized-mnist --data-dir {tmp_path / 'empty'} " in message
-    assert "(or place the files there by hand and run that command to verify them)" in message
-    assert "\n" not in message
+    folder = (tmp_path / "empty" / "raw" / "binarized_mnist").resolve()
+    missing = "; ".join(f"binarized_mnist_{s}.amat (missing)" for s in ("train", "valid", "test"))
+    # The whole line: every missing file, the folder, the command and what else to do.
+    assert message == (
+        f"data condition mnist-fixed needs files that are missing or unverified in {folder}: "
+        f"{missing}. Run: python -m benchmark fetch binarized-mnist --data-dir "
+        f"{tmp_path / 'empty'} (or place the files there by hand and run that command to "
+        "verify them)")
     assert isinstance(err.value, UserError)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.evaluation.likelihood import log_likelihood_estimates
+from benchmark.evaluation.likelihood import log_likelihood_estimates, summarise_nll
 from benchmark.models.network import Architecture, BlockSpec, IWAEModel
 from benchmark.models.objectives import bound, iwae_bound, training_loss, vae_bound
 
@@ -122,6 +122,33 @@ def test_lk_rises_with_k_and_l5000_matches_exact(layers, rows_per_chunk):
     mean_sd = np.sqrt((s2 / k).sum()) / len(s2)
     assert abs(err.mean() + (s2 / (2 * k)).mean()) <= 4 * mean_sd, (err.mean(), mean_sd)
     assert np.all(rel.mean(dim=0).numpy() == pytest.approx(1.0, abs=0.1))  # unbiased w/p
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_lk_is_the_log_mean_of_the_weights_drawn_piece_by_piece(layers):
+    """L_k against the log-mean-exp of log_weights drawn in the documented layout: with k = 7
+    and 6 rows a chunk, one example a batch and its samples in pieces of 6 and 1. Exact, so it
+    catches a wrong -log k, a wrong piece size or a concatenation along the wrong axis (the
+    known-answer test above is marked slow and is not among mutation testing's tests)."""
+    model = tiny_model(layers)
+    x = all_binary_images()[::9][None]  # (1, 8, 6)
+    got = log_likelihood_estimates(model, x, 7, torch.Generator().manual_seed(3), rows_per_chunk=6)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        expected = [torch.logsumexp(torch.cat([model.log_weights(x[:, i:i + 1], n, gen)
+                                               for n in (6, 1)], dim=1), dim=1) - math.log(7)
+                    for i in range(x.shape[1])]
+    assert got.shape == (1, 8)
+    np.testing.assert_array_equal(got, torch.cat(expected, dim=1).numpy())
+
+
+def test_nll_summary_is_the_mean_and_its_standard_error_in_float64():
+    summary = summarise_nll(np.array([-1.0, -2.0, -3.0, -4.0]))
+    assert (summary.nll, summary.n) == (2.5, 4)
+    assert summary.se == pytest.approx(np.sqrt(5 / 3) / 2, rel=1e-12)  # sd (ddof 1) / sqrt(n)
+    assert math.isnan(summarise_nll(np.array([-90.0])).se)  # one image: no standard error
+    # float32 values are summed in float64: in float32 (1e8 + 1 is 1e8) this mean is 0.25
+    assert summarise_nll(np.array([1e8, 1, -1e8, 1], dtype=np.float32)).nll == -0.5
 
 
 def test_vae_and_iwae_agree_at_k1():

@@ -140,6 +140,16 @@ def test_fast_evaluation_keeps_the_reference_draws(layers):
         fast = log_likelihood_estimates(model, x, 300, member_generators(), rows_per_chunk=700,
                                         fast=True, rows_per_pass=rows, compile_forward=False)
         np.testing.assert_allclose(fast, exact, rtol=2e-6)  # float32 rounding of ~500 nats
+    # pruned units (the half of layer 1 of member 0, none of member 1) reach the fast path too
+    masks = [torch.ones(2, d, dtype=torch.bool) for d in model.arch.latent_sizes]
+    masks[0][0, ::2] = False
+    exact_pruned = log_likelihood_estimates(model, x, 300, member_generators(), rows_per_chunk=700,
+                                            unit_masks=masks)
+    fast_pruned = log_likelihood_estimates(model, x, 300, member_generators(), rows_per_chunk=700,
+                                           unit_masks=masks, fast=True, rows_per_pass=1000,
+                                           compile_forward=False)
+    np.testing.assert_allclose(fast_pruned, exact_pruned, rtol=2e-6)
+    assert np.abs(exact_pruned[0] - exact[0]).min() > 1e-3  # the masks change member 0's L_k
     # member 1 of the pair is exactly member 1 scored alone with its own generator
     alone = IWAEModel(layers, members=1)
     with torch.no_grad():

@@ -166,9 +166,8 @@ def load_omniglot(entries: list[RawFile], data_dir: Path,
     train_all = parsed["train"]
     _needs_more_than(entry.local_path(data_dir), len(train_all), OMNIGLOT_VALID)
     order = np.random.RandomState(OMNIGLOT_SHUFFLE_SEED).permutation(len(train_all))
-    shuffled = np.asarray(train_all[order], dtype=np.float32)
-    return (shuffled[:-OMNIGLOT_VALID], shuffled[-OMNIGLOT_VALID:],
-            np.array(parsed["test"], dtype=np.float32))
+    shuffled = train_all[order]  # parse_chardata gives float32; fancy indexing copies
+    return shuffled[:-OMNIGLOT_VALID], shuffled[-OMNIGLOT_VALID:], np.array(parsed["test"])
 
 
 LOADERS = MappingProxyType({"mnist-dynamic": load_mnist_dynamic,
