@@ -79,14 +79,21 @@ def stacked_and_single_optimizers(variant: str, members: int = 3):
     return singles, optimizers, stacked, gen
 
 
+def fused_twin(stacked, variant: str, lrs, member_2_optimizer):
+    """Copies of the stacked parameters under the fused (uncompiled) MemberAdam, member 2's state
+    taken from its own optimizer as stacked_and_single_optimizers leaves it."""
+    params = [torch.nn.Parameter(p.detach().clone()) for p in stacked]
+    fused = MemberAdam(params, len(lrs), variant, lrs, fused=True, compile_cpu=False)
+    fused.load_member_state_dict(2, copy.deepcopy(member_2_optimizer.state_dict()))
+    return params, fused
+
+
 @pytest.mark.parametrize("variant", ["code", "paper"])
 def test_member_adam_is_each_members_own_optimizer(variant):
     singles, optimizers, stacked, gen = stacked_and_single_optimizers(variant)
     group = MemberAdam(stacked, 3, variant, [1e-3, 2e-3, 3e-3])
     group.load_member_state_dict(2, copy.deepcopy(optimizers[2].state_dict()))
-    fused_params = [torch.nn.Parameter(p.detach().clone()) for p in stacked]
-    fused = MemberAdam(fused_params, 3, variant, group.lrs, fused=True, compile_cpu=False)
-    fused.load_member_state_dict(2, copy.deepcopy(optimizers[2].state_dict()))
+    fused_params, fused = fused_twin(stacked, variant, group.lrs, optimizers[2])
     for _ in range(4):
         grads = [torch.randn(p.shape, generator=gen) for p in stacked]
         for i, params in enumerate(singles):
@@ -122,10 +129,8 @@ def test_fused_member_adam_takes_the_exact_steps(variant):
     size against steps of ~1e-3, cannot tell a wrong update from float32 rounding."""
     _, optimizers, stacked, gen = stacked_and_single_optimizers(variant)
     exact = MemberAdam(stacked, 3, variant, [1e-3, 2e-3, 3e-3])
-    fused_params = [torch.nn.Parameter(p.detach().clone()) for p in stacked]
-    fused = MemberAdam(fused_params, 3, variant, exact.lrs, fused=True, compile_cpu=False)
-    for opt in (exact, fused):
-        opt.load_member_state_dict(2, copy.deepcopy(optimizers[2].state_dict()))
+    exact.load_member_state_dict(2, copy.deepcopy(optimizers[2].state_dict()))
+    fused_params, fused = fused_twin(stacked, variant, exact.lrs, optimizers[2])
     for _ in range(4):
         grads = [30 * torch.randn(p.shape, generator=gen) for p in stacked]
         before = [p.detach().clone() for p in stacked]
