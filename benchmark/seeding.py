@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 # One stream per purpose, so that e.g. changing the evaluation cannot shift the training noise.
-STREAMS = {"init": 1, "noise": 2, "binarize": 3, "shuffle": 4, "snr": 5, "ais": 6, "bdmc": 7}
+STREAMS = {"init": 1, "noise": 2, "binarize": 3, "shuffle": 4, "snr": 5, "ais": 6, "bdmc": 7,
+           "snr_weights": 8}
 
 
 def derive_seed(seed: int, purpose: str, *extra: int) -> int:

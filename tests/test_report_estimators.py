@@ -15,6 +15,7 @@ from benchmark.config import RunConfig, run_id
 from benchmark.evaluation.snr_figure import snr_figure_png
 from benchmark.records.results import write_result
 from benchmark.report.build import build_report
+from benchmark.report.estimators import regime_footnotes
 from benchmark.report.published import (
     PUBLISHED_JSON,
     PublishedDataError,
@@ -66,7 +67,10 @@ def write_snr_record(folder, source):
               "expected": "IWAE's inference SNR falls", "results": rows,
               "slopes": [{"estimator": e, "network": n, "slope": s}
                          for e, n, s in (("iwae", "encoder", -0.5), ("iwae", "decoder", 0.5),
-                                         ("dreg", "encoder", 0.3), ("dreg", "decoder", 0.5))]}
+                                         ("dreg", "encoder", 0.3), ("dreg", "decoder", 0.5))],
+              "weights": {"draws": 16, "ess": [{"k": 1, "ess": 1.0}, {"k": 10, "ess": 1.9}],
+                          "ess_exponent": 0.28, "large_k": False, "rule": "a stated ESS rule",
+                          "summary": "ESS grows like K^0.28: short of the large-K regime"}}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "snr.json").write_text(json.dumps(record))
     (folder / "snr.png").write_bytes(snr_figure_png(rows, "test"))
@@ -144,6 +148,16 @@ def test_estimators_report_compares_each_objective_with_its_own_published_value(
     assert list(snr.columns[:5]) == ["Estimator", "Network", "K=1", "K=1 status", "K=10"]
     iwae_q = snr[(snr["Estimator"] == "IWAE") & (snr["Network"] == "inference (q)")]
     assert iwae_q["Slope"].item() == "-0.50"
+    # the regime the record's K are in stands beside the slopes
+    assert "Regime: ESS grows like K^0.28: short of the large-K regime." in html
+    assert "ESS: a stated ESS rule." in html
+
+
+def test_an_snr_record_without_the_regime_says_it_was_not_measured():
+    """Records written before the effective sample size was measured still report, saying that
+    the regime is unknown rather than implying one."""
+    (line,) = regime_footnotes(None)
+    assert line.startswith("Regime: not measured") and "diagnose --snr" in line
 
 
 def test_table1_keeps_to_the_paper_objectives(results, tmp_path):

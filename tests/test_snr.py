@@ -9,7 +9,14 @@ from test_estimators import all_binary_images, fitted_tiny_model, tiny_model
 
 from benchmark.cli import main
 from benchmark.config import RunConfig
-from benchmark.evaluation.snr import gradient_moments, snr_objective, snr_study, summarise
+from benchmark.evaluation.snr import (
+    effective_sample_size,
+    gradient_moments,
+    snr_objective,
+    snr_study,
+    summarise,
+    weight_regime,
+)
 from benchmark.training.loop import train_run
 
 
@@ -63,6 +70,43 @@ def test_snr_slopes_have_rainforths_signs_on_a_fitted_model():
     assert len(summaries) == 3 * 2 * 2
 
 
+def test_effective_sample_size_known_answers():
+    """Kish's ESS from log-weights: K for equal weights whatever their scale, 1 when one weight
+    holds the mass, m for m equal weights among negligible ones; along dim 0 per column."""
+    equal = torch.full((50, 2), -700.0, dtype=torch.float64)  # exp(-700) alone would underflow
+    torch.testing.assert_close(effective_sample_size(equal), torch.full((2,), 50.0,
+                                                                         dtype=torch.float64))
+    dominant = torch.tensor([0.0, -800.0, -900.0], dtype=torch.float64)
+    assert effective_sample_size(dominant).item() == pytest.approx(1.0, abs=1e-12)
+    three = torch.tensor([5.0, 5.0, 5.0, -1000.0], dtype=torch.float64)
+    assert effective_sample_size(three).item() == pytest.approx(3.0, rel=1e-12)
+    # two weights w and 2w: (3w)^2 / (5 w^2) = 1.8
+    two = torch.log(torch.tensor([1.0, 2.0], dtype=torch.float64))
+    assert effective_sample_size(two).item() == pytest.approx(1.8, rel=1e-12)
+
+
+def test_weight_regime_tells_the_large_k_regime_from_a_few_dominant_weights():
+    """The fitted tiny model's weights are light-tailed: ESS grows like K (measured exponent
+    0.99, ESS/K about 0.83 at every K). A model whose q is far narrower than its posterior
+    (sigma = e^-4) has a few dominant weights: ESS grows like K^0.49. The threshold 0.9 lies far
+    from both; 16 draws of each ESS keep its noise to a few percent, about 0.01 in the
+    exponent over a factor 100 in K."""
+    x = all_binary_images()[::8]
+    fitted = weight_regime(fitted_tiny_model(1), x, (10, 100, 1000), seed=0)
+    assert fitted["large_k"] and fitted["ess_exponent"] > 0.95
+    assert [r["k"] for r in fitted["ess"]] == [10, 100, 1000]
+    assert all(0.7 < r["ess_fraction"] <= 1.0 for r in fitted["ess"])
+    assert "the large-K regime" in fitted["summary"]
+    narrow = tiny_model(1, seed=3)
+    with torch.no_grad():
+        narrow.encoder[0].log_sigma.bias.fill_(-4.0)
+    mismatched = weight_regime(narrow, x, (10, 100, 1000), seed=0)
+    assert not mismatched["large_k"] and mismatched["ess_exponent"] < 0.7
+    assert "short of the large-K regime" in mismatched["summary"]
+    # seeded: the same call gives the same numbers
+    assert weight_regime(narrow, x, (10, 100, 1000), seed=0)["ess"] == mismatched["ess"]
+
+
 def test_diagnose_at_initialisation_writes_record_table_and_figure(synthetic_data_dir, tmp_path,
                                                                    capsys):
     out = tmp_path / "snr"
@@ -70,8 +114,12 @@ def test_diagnose_at_initialisation_writes_record_table_and_figure(synthetic_dat
             "--draws", "6", "--batch", "4", "--data-dir", str(synthetic_data_dir),
             "--out", str(out)]
     assert main(argv) == 0
-    assert "slope of log SNR against log K: iwae encoder" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "slope of log SNR against log K: iwae encoder" in printed
     record = json.loads((out / "snr.json").read_text())
+    assert [r["k"] for r in record["weights"]["ess"]] == [1, 3]
+    assert record["weights"]["ess"][0]["ess"] == pytest.approx(1.0)  # one weight: ESS 1
+    assert record["weights"]["summary"] in printed
     assert record["source"] == {"initialisation": "init_mnist-dynamic_L1_code_s0", "step": 0}
     assert record["ks"] == [1, 3] and record["estimators"] == ["iwae", "stl", "dreg"]
     assert len(record["results"]) == 2 * 3 * 2 and len(record["slopes"]) == 3 * 2

@@ -45,6 +45,7 @@ EXPORTS = {  # public name: the module of this package that defines it
     "SNR_ESTIMATORS": "snr",
     "relative_standard_error": "snr",
     "snr_study": "snr",
+    "weight_regime": "snr",
     "snr_figure_png": "snr_figure",
     "evaluate_command": "command",
     "load_trained_model": "command",

@@ -7,6 +7,11 @@ the median and the quartiles over the network's coordinates. Rainforth et al. 20
 for IWAE-K the encoder's SNR falls like K^-1/2 while the decoder's rises like K^1/2; Tucker et
 al. 2018's DReG estimator keeps the encoder's from falling.
 
+Those predictions are large-K results: they hold once K is large against the mismatch between q
+and the posterior, where the effective sample size of K weights, ESS = (sum w)^2 / sum w^2,
+grows in proportion to K. Where a few weights dominate, ESS grows far more slowly and the
+slopes need not take their limiting values; weight_regime measures which regime a study is in.
+
 Draws are batched: the model is replicated as members of one IWAEModel, each member drawing
 its own noise, so one backward pass yields one independent estimate per member (members share
 no parameters). Sums and sums of squares accumulate in float64.
@@ -41,6 +46,10 @@ EXCLUSION_RULE = (f"a coordinate is excluded when its standard deviation over th
                   f"network's coordinates (a gradient constant over the draws, e.g. exactly 0 "
                   f"for a weight of a pixel that is 0 in every image of the minibatch)")
 NETWORKS = ("encoder", "decoder")
+ESS_DRAWS = 16  # independent sets of K weights per K behind each effective sample size
+# ESS ~ K^a: a -> 1 as K grows past the mismatch (every added sample counts); a fitted exponent
+# of at least this says the study's K are in that large-K regime.
+LARGE_K_ESS_EXPONENT = 0.9
 
 
 def snr_objective(estimator: str, k: int) -> Objective:
@@ -197,3 +206,54 @@ def relative_standard_error(draws: int) -> float:
     """The standard deviation of one coordinate is estimated from `draws` draws with a relative
     standard error of about 1 / sqrt(2 (draws - 1)) (Gaussian draws): the SNR inherits it."""
     return 1.0 / math.sqrt(2.0 * (draws - 1))
+
+
+def effective_sample_size(log_w: torch.Tensor) -> torch.Tensor:
+    """Kish's effective sample size (sum w)^2 / sum w^2 of the weights along dim 0, computed
+    from their logarithms: K for equal weights, 1 when one weight holds all the mass."""
+    return torch.exp(2.0 * torch.logsumexp(log_w, dim=0) - torch.logsumexp(2.0 * log_w, dim=0))
+
+
+def weight_regime(model: IWAEModel, x: torch.Tensor, ks: Sequence[int], seed: int,
+                  draws: int = ESS_DRAWS, rows_per_pass: int = ROWS_PER_PASS) -> dict:
+    """Which regime the study's K are in: per K, the median over the minibatch x (B, 784) of the
+    mean effective sample size of K importance weights over `draws` draws at member 0's
+    parameters, and the fitted exponent a of ESS ~ K^a (1 in the large-K regime)."""
+    single = replicate(model, 1)
+    device = next(single.parameters()).device
+    xs = x.to(device).unsqueeze(0)  # (1, B, 784)
+    piece = max(1, rows_per_pass // x.shape[0])
+    rows = []
+    with torch.no_grad():
+        for k in ks:
+            generator = torch_generator(derive_seed(seed, "snr_weights", int(k)), device)
+            total = torch.zeros(x.shape[0], dtype=torch.float64, device=device)
+            for _ in range(draws):
+                log_w = torch.cat([single.log_weights(xs, min(piece, k - start), generator)[0]
+                                   for start in range(0, k, piece)]).double()  # (k, B)
+                total += effective_sample_size(log_w)
+            ess = float(torch.median(total / draws))
+            rows.append({"k": int(k), "ess": ess, "ess_fraction": ess / k})
+    exponent = None
+    if len({r["k"] for r in rows}) >= 2:
+        exponent = float(np.polyfit(np.log([r["k"] for r in rows]),
+                                    np.log([r["ess"] for r in rows]), 1)[0])
+    large_k = exponent is not None and exponent >= LARGE_K_ESS_EXPONENT
+    return {"draws": draws, "ess": rows, "ess_exponent": exponent, "large_k": large_k,
+            "rule": f"ESS = (sum w)^2 / sum w^2 of K importance weights, averaged over {draws} "
+                    f"draws, median over the minibatch; the study's K are in the large-K regime "
+                    f"of the predicted slopes when ESS grows at least like "
+                    f"K^{LARGE_K_ESS_EXPONENT:g} (fitted exponent of ESS against K)",
+            "summary": regime_summary(rows, exponent, large_k)}
+
+
+def regime_summary(rows: Sequence[dict], exponent: float | None, large_k: bool) -> str:
+    """One line: the effective sample size at each K and what its growth says of the regime."""
+    sizes = ", ".join(f"K={r['k']}: {r['ess']:.3g}" for r in rows)
+    line = f"effective sample size of the weights (median over the minibatch): {sizes}"
+    if exponent is None:
+        return line
+    verdict = ("the large-K regime of the predicted slopes" if large_k else
+               "short of the large-K regime (a few weights dominate), so the predicted slopes "
+               "need not hold at these K")
+    return f"{line}; ESS grows like K^{exponent:.2f}: {verdict}"

@@ -1,5 +1,7 @@
 """The gradient SNR figure: median SNR against K on log-log axes, one line per estimator and
-network, the quartiles shaded (matplotlib's Agg canvas, never pyplot's global state)."""
+network, the quartiles shaded; beside it, when measured, the effective sample size of the weights
+against K with the line ESS = K that the large-K regime follows (matplotlib's Agg canvas, never
+pyplot's global state)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import io
 from collections.abc import Sequence
 
 import matplotlib
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -19,9 +22,10 @@ NETWORK_STYLES = {"encoder": "-", "decoder": "--"}
 NETWORK_NAMES = {"encoder": "inference network (q)", "decoder": "generative network (p)"}
 
 
-def snr_figure_png(rows: Sequence[dict], title: str) -> bytes | None:
-    """rows: snr.json's "results" (estimator, k, network, median, q1, q3). None when no line
-    has two K values."""
+def snr_figure_png(rows: Sequence[dict], title: str,
+                   ess: Sequence[dict] | None = None) -> bytes | None:
+    """rows: snr.json's "results" (estimator, k, network, median, q1, q3); ess: its
+    weights["ess"] (k, ess), drawn in a second panel. None when no line has two K values."""
     lines: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         lines.setdefault((row["estimator"], row["network"]), []).append(row)
@@ -31,8 +35,10 @@ def snr_figure_png(rows: Sequence[dict], title: str) -> bytes | None:
     with matplotlib.rc_context({"font.size": 9, "axes.spines.top": False,
                                 "axes.spines.right": False, "axes.grid": True,
                                 "grid.color": "#e5e5e5"}):
-        fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-        ax = fig.subplots()
+        panels = 2 if ess else 1
+        fig = Figure(figsize=(6.4 + 3.2 * (panels - 1), 4.2), layout="constrained")
+        axes = fig.subplots(1, panels, width_ratios=[2, 1][:panels], squeeze=False)[0]
+        ax = axes[0]
         for (estimator, network), points in lines.items():
             ks = [p["k"] for p in points]
             color = ESTIMATOR_COLORS.get(estimator, "black")
@@ -42,18 +48,36 @@ def snr_figure_png(rows: Sequence[dict], title: str) -> bytes | None:
                           f"{NETWORK_NAMES.get(network, network)}")
             ax.fill_between(ks, [p["q1"] for p in points], [p["q3"] for p in points],
                             color=color, alpha=0.06, lw=0)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        plain = FuncFormatter(lambda value, _: f"{value:g}")
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_formatter(plain)
-            axis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("K (importance samples)")
         ax.set_ylabel("gradient SNR = |mean| / sd (median over coordinates)")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7, frameon=False, loc="best")
+        if ess:
+            _ess_panel(axes[1], ess)
+        for panel in axes:
+            _log_log(panel)
         FigureCanvasAgg(fig)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight",
                     metadata={"Software": None})
         return buffer.getvalue()
+
+
+def _ess_panel(ax: Axes, ess: Sequence[dict]) -> None:
+    points = sorted(ess, key=lambda r: r["k"])
+    ks = [r["k"] for r in points]
+    ax.plot(ks, ks, color="#bdbdbd", ls=":", label="ESS = K (large-K regime)")
+    ax.plot(ks, [r["ess"] for r in points], color="black", marker="o", ms=4,
+            label="measured (median over the minibatch)")
+    ax.set_ylabel("effective sample size of the K weights")
+    ax.set_title("Which regime these K are in", fontsize=9)
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+
+
+def _log_log(ax: Axes) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("K (importance samples)")

@@ -182,6 +182,16 @@ def snr_table(snr: SnrRecord, index: int) -> ReportTable:
         rows=tuple(rows),
         footnotes=(f"Excluded coordinates: {record.get('exclusion_rule')}.",
                    f"Expected shape: {record.get('expected')}",
+                   *regime_footnotes(record.get("weights")),
                    f"Each sd carries a relative standard error of about "
                    f"{record.get('std_relative_error', float('nan')):.1%} from the number of "
                    f"draws."))
+
+
+def regime_footnotes(weights: dict | None) -> tuple[str, ...]:
+    """The record's effective-sample-size line (records written before it was measured have
+    none: then the report says that the regime is unknown)."""
+    if not weights:
+        return ("Regime: not measured in this record (rerun diagnose --snr to measure the "
+                "effective sample size of the weights).",)
+    return (f"Regime: {weights['summary']}.", f"ESS: {weights['rule']}.")

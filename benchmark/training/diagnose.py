@@ -32,6 +32,7 @@ from benchmark.evaluation import (
     relative_standard_error,
     snr_figure_png,
     snr_study,
+    weight_regime,
 )
 from benchmark.records import (
     atomic_write_bytes,
@@ -46,7 +47,9 @@ SNR_MINIBATCH_SEED = 20153  # which training examples form the fixed minibatch
 SNR_FILE = "snr.json"
 EXPECTED = ("Rainforth et al. 2018 (arXiv 1802.04537): for IWAE the inference network's SNR "
             "falls with K (about K^-1/2) while the generative network's rises (about K^1/2); "
-            "Tucker et al. 2018 (arXiv 1810.04152): DReG's inference-network SNR does not fall.")
+            "Tucker et al. 2018 (arXiv 1810.04152): DReG's inference-network SNR does not fall. "
+            "Both are large-K results: they describe K in the large-K regime, where the "
+            "effective sample size of the weights grows like K.")
 
 
 def parse_list(text: str, cast: type, what: str) -> list:
@@ -93,6 +96,7 @@ def diagnose_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     summaries, slopes = snr_study(model, x, ks, estimators, args.draws, config.seed,
                                   show_progress=True)
+    weights = weight_regime(model, x, ks, config.seed)
     rows = [s.as_dict() for s in summaries]
     record = {
         "kind": "gradient_snr",
@@ -109,12 +113,12 @@ def diagnose_command(args: argparse.Namespace) -> int:
                "median and quartiles over each network's coordinates",
         "exclusion_rule": EXCLUSION_RULE,
         "expected": EXPECTED,
-        "results": rows, "slopes": slopes,
+        "results": rows, "slopes": slopes, "weights": weights,
         "seconds": round(time.perf_counter() - started, 1),
     }
     atomic_write_json(out / SNR_FILE, record)
     atomic_write_text(out / "snr.csv", snr_csv(rows))
-    png = snr_figure_png(rows, snr_title(record))
+    png = snr_figure_png(rows, snr_title(record), weights["ess"])
     if png is not None:
         atomic_write_bytes(out / "snr.png", png)
     print(snr_text(record))
@@ -172,5 +176,7 @@ def snr_text(record: dict) -> str:
     for s in record["slopes"]:
         lines.append(f"slope of log SNR against log K: {s['estimator']} {s['network']}: "
                      f"{s['slope']:+.3f}")
+    if record.get("weights"):
+        lines.append(record["weights"]["summary"])
     return "\n".join(lines)
 
