@@ -4,13 +4,20 @@ The exact model is the package's own IWAEModel with a tiny architecture: a 1-dim
 (or 1+1 for two stochastic layers) and 6 pixels, so log p(x) can be integrated on a fine grid.
 """
 
+import io
 import math
+import sys
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from benchmark.evaluation.likelihood import log_likelihood_estimates, summarise_nll
+from benchmark.evaluation.likelihood import (
+    log_likelihood_estimates,
+    noise_layout,
+    summarise_nll,
+)
 from benchmark.models.network import Architecture, BlockSpec, IWAEModel
 from benchmark.models.objectives import bound, iwae_bound, training_loss, vae_bound
 
@@ -140,13 +147,39 @@ def test_lk_is_the_log_mean_of_the_weights_drawn_piece_by_piece(layers):
                     for i in range(x.shape[1])]
     assert got.shape == (1, 8)
     np.testing.assert_array_equal(got, torch.cat(expected, dim=1).numpy())
+    # pieces of at most rows_per_chunk rows, down to one sample a piece
+    assert noise_layout(7, 6) == (1, 6) and noise_layout(7, 1) == (1, 1)
+
+
+class Terminal(io.StringIO):
+    """A captured stderr that says it is a terminal, as tqdm asks before drawing a bar."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_lk_progress_bar_shows_only_when_asked(monkeypatch):
+    """Evaluations inside training and tests run silent unless show_progress is given, even on
+    a terminal; asked, the bar is labelled with the k of the estimate."""
+    x = all_binary_images()[:3][None]
+    for show in (None, False, True):
+        stderr = Terminal()
+        monkeypatch.setattr(sys, "stderr", stderr)
+        shown = {} if show is None else {"show_progress": show}
+        log_likelihood_estimates(tiny_model(1), x, 7, torch.Generator().manual_seed(3), **shown)
+        monkeypatch.undo()
+        assert ("L_7" in stderr.getvalue()) == bool(show), (show, stderr.getvalue())
 
 
 def test_nll_summary_is_the_mean_and_its_standard_error_in_float64():
     summary = summarise_nll(np.array([-1.0, -2.0, -3.0, -4.0]))
     assert (summary.nll, summary.n) == (2.5, 4)
     assert summary.se == pytest.approx(np.sqrt(5 / 3) / 2, rel=1e-12)  # sd (ddof 1) / sqrt(n)
-    assert math.isnan(summarise_nll(np.array([-90.0])).se)  # one image: no standard error
+    # two images: sd 3 / sqrt(2), over sqrt(2)
+    assert summarise_nll(np.array([-1.0, -4.0])).se == pytest.approx(1.5, rel=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning about 0 degrees of freedom
+        assert math.isnan(summarise_nll(np.array([-90.0])).se)  # one image: no standard error
     # float32 values are summed in float64: in float32 (1e8 + 1 is 1e8) this mean is 0.25
     assert summarise_nll(np.array([1e8, 1, -1e8, 1], dtype=np.float32)).nll == -0.5
 

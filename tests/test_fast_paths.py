@@ -2,6 +2,7 @@
 group optimizer, flush-to-zero, batched evaluation, and (with a GPU) the CUDA-graph step."""
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 from cuda_marks import needs_cuda
 
 from benchmark.config import RunConfig
+from benchmark.evaluation import likelihood
 from benchmark.evaluation.inputs import evaluation_inputs
 from benchmark.evaluation.likelihood import log_likelihood_estimates
 from benchmark.evaluation.run import evaluate_members
@@ -162,6 +164,13 @@ def member_generators() -> list[torch.Generator]:
     return [torch.Generator().manual_seed(11), torch.Generator().manual_seed(12)]
 
 
+def half_pruned_masks(model: IWAEModel) -> list[torch.Tensor]:
+    """Every other unit of layer 1 of member 0 pruned, nothing of member 1."""
+    masks = [torch.ones(2, d, dtype=torch.bool) for d in model.arch.latent_sizes]
+    masks[0][0, ::2] = False
+    return masks
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 def test_fast_evaluation_keeps_the_reference_draws(layers):
     model = random_model(layers, members=2, seed=3)
@@ -173,8 +182,7 @@ def test_fast_evaluation_keeps_the_reference_draws(layers):
                                         fast=True, rows_per_pass=rows, compile_forward=False)
         np.testing.assert_allclose(fast, exact, rtol=2e-6)  # float32 rounding of ~500 nats
     # pruned units (the half of layer 1 of member 0, none of member 1) reach the fast path too
-    masks = [torch.ones(2, d, dtype=torch.bool) for d in model.arch.latent_sizes]
-    masks[0][0, ::2] = False
+    masks = half_pruned_masks(model)
     exact_pruned = log_likelihood_estimates(model, x, 300, member_generators(), rows_per_chunk=700,
                                             unit_masks=masks)
     fast_pruned = log_likelihood_estimates(model, x, 300, member_generators(), rows_per_chunk=700,
@@ -190,6 +198,176 @@ def test_fast_evaluation_keeps_the_reference_draws(layers):
     single = log_likelihood_estimates(alone, x[1:2], 300, torch.Generator().manual_seed(12),
                                       rows_per_chunk=700)
     np.testing.assert_allclose(exact[1], single[0], rtol=2e-6)
+
+
+class RecordedCalls:
+    """Wraps a model's draw_noise and log_weights_given_noise and records every call: what was
+    drawn (samples, examples, device, dtype) and each forward's noise shape and head."""
+
+    def __init__(self, model: IWAEModel, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.draws: list[tuple] = []
+        self.forwards: list[tuple] = []
+        draw, forward = model.draw_noise, model.log_weights_given_noise
+
+        def draw_noise(members, k, batch, generator, device, dtype=torch.float32):
+            self.draws.append((k, batch, device, dtype))
+            return draw(members, k, batch, generator, device, dtype)
+
+        def log_weights_given_noise(x, eps, unit_masks=None, fused_likelihood=False,
+                                    routing=None):
+            self.forwards.append((tuple(eps[0].shape[:3]), fused_likelihood))
+            return forward(x, eps, unit_masks, fused_likelihood, routing)
+
+        monkeypatch.setattr(model, "draw_noise", draw_noise)
+        monkeypatch.setattr(model, "log_weights_given_noise", log_weights_given_noise)
+
+    def clear(self) -> None:
+        self.draws.clear()
+        self.forwards.clear()
+
+
+def test_fast_evaluation_passes_keep_the_draws_and_their_size(monkeypatch):
+    """k = 7 in pieces of 6 and 1 (one example a batch), in float64. The fast path must draw
+    exactly the reference's pieces, on x's device and in x's dtype (float64 noise is another
+    stream than float32 noise), and compute them with the fused head in forwards of at most
+    rows_per_pass rows, or of one batch's single sample where rows_per_pass is smaller; without
+    rows_per_pass the CPU passes hold CPU_ROWS_PER_PASS rows. Catches a last piece drawn whole,
+    float32 or host-side noise, passes that ignore or exceed rows_per_pass, and the unfused
+    head."""
+    model = random_model(1, members=2, seed=3, dtype=torch.float64)
+    x = binary_images(2, 7, 784, dtype=torch.float64)
+    record = RecordedCalls(model, monkeypatch)
+    exact = log_likelihood_estimates(model, x, 7, member_generators(), rows_per_chunk=6)
+    reference_draws = list(record.draws)
+    assert reference_draws == [(6, 1, x.device, torch.float64), (1, 1, x.device, torch.float64)] * 7
+    monkeypatch.setattr(likelihood, "CPU_ROWS_PER_PASS", 30)
+    for rows in (1, 30, None):
+        record.clear()
+        fast = log_likelihood_estimates(model, x, 7, member_generators(), rows_per_chunk=6,
+                                        fast=True, rows_per_pass=rows, compile_forward=False)
+        # float64: the fused head rounds differently, ~1e-16 of each of 784 terms of ~500 nats
+        np.testing.assert_allclose(fast, exact, rtol=1e-12)
+        assert record.draws == reference_draws
+        assert all(fused for _, fused in record.forwards)
+        # (members, samples, examples) of every forward; 2 x 7 x 7 rows in all
+        sizes = [m * s * n for (m, s, n), _ in record.forwards]
+        assert sum(sizes) == 2 * 7 * 7
+        assert max(sizes) <= max(rows or 30, 2 * 1 * 1)  # one sample of a one-example batch
+        if rows != 1:
+            assert max(sizes) > 30 // 2  # about rows_per_pass, not a few rows at a time
+
+
+def test_gpu_passes_fill_half_the_free_memory_within_bounds(monkeypatch):
+    """On a GPU a pass holds what half the free memory of that GPU holds at BYTES_PER_ROW a row,
+    but no fewer than DEFAULT_ROWS_PER_CHUNK rows and no more than MAX_GPU_ROWS_PER_PASS. The
+    memory query is a stand-in, so this runs on the CPU; it must be asked about x's GPU."""
+    asked = []
+    free_bytes = [0]
+
+    def mem_get_info(device):
+        asked.append(device)
+        return free_bytes[0], 80 * 2**30
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    gpu = torch.device("cuda", 1)
+    row = likelihood.BYTES_PER_ROW
+    for free, rows in ((10 * 2**30 + 3 * row, 10 * 2**30 // 2 // row + 1),  # half, floored
+                       (2**20, likelihood.DEFAULT_ROWS_PER_CHUNK),  # 32 rows: the floor
+                       (2**40, likelihood.MAX_GPU_ROWS_PER_PASS)):  # 33.5M rows: the cap
+        free_bytes[0] = free
+        got = likelihood.default_rows_per_pass(gpu, 2)
+        assert got == rows and isinstance(got, int)
+    assert asked == [gpu] * 3
+    assert likelihood.default_rows_per_pass(torch.device("cpu"), 2) == likelihood.CPU_ROWS_PER_PASS
+    assert len(asked) == 3  # the CPU asks no GPU
+
+
+class StandInCompile:
+    """torch.compile replaced by a recorder: the function it was given, and for each call of the
+    'compiled' function the recompile limit in force; `fails` makes every call raise, as a
+    missing C++ compiler does."""
+
+    def __init__(self, fails: bool = False) -> None:
+        self.compiled: list = []
+        self.limits: list = []
+        self.fails = fails
+
+    def __call__(self, fn, **kwargs):
+        self.compiled.append(fn)
+
+        def compiled(*args):
+            self.limits.append(torch._dynamo.config.recompile_limit)
+            if self.fails:
+                raise RuntimeError("no C++ compiler")
+            return fn(*args)
+        return compiled
+
+
+@pytest.fixture
+def stand_in_compile(monkeypatch) -> StandInCompile:
+    compile_ = StandInCompile()
+    monkeypatch.setattr(torch, "compile", compile_)
+    monkeypatch.setattr(likelihood._CompiledForward, "compiled", None)
+    monkeypatch.setattr(likelihood._CompiledForward, "failed", False)
+    return compile_
+
+
+def test_long_cpu_evaluations_compile_the_reference_forward_once(stand_in_compile, monkeypatch):
+    """compile_forward None compiles from COMPILE_EVALUATION_ROWS rows (samples x examples x
+    members) on, True and False decide alone, and a GPU never compiles. What is compiled is the
+    unfused reference forward, once per process, called under the raised recompile limit, with
+    the pruning masks, and it gives the reference's numbers (float64: rounding only)."""
+    model = random_model(1, members=2, seed=3, dtype=torch.float64)
+    x = binary_images(2, 7, 784, dtype=torch.float64)
+    masks = half_pruned_masks(model)
+    exact = log_likelihood_estimates(model, x, 7, member_generators(), rows_per_chunk=6,
+                                     unit_masks=masks)
+
+    def fast(compile_forward):
+        return log_likelihood_estimates(model, x, 7, member_generators(), rows_per_chunk=6,
+                                        unit_masks=masks, fast=True, rows_per_pass=30,
+                                        compile_forward=compile_forward)
+
+    calls = stand_in_compile.limits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a compiled forward that fails would fall back, warning
+        for threshold, compile_forward, compiles in ((2 * 7 * 7, None, True),
+                                                     (2 * 7 * 7 + 1, None, False),
+                                                     (2 * 7 * 7, False, False),
+                                                     (2 * 7 * 7 + 1, True, True)):
+            monkeypatch.setattr(likelihood, "COMPILE_EVALUATION_ROWS", threshold)
+            before = len(calls)
+            np.testing.assert_allclose(fast(compile_forward), exact, rtol=1e-12)
+            assert (len(calls) > before) == compiles, (threshold, compile_forward)
+    assert stand_in_compile.compiled == [likelihood._reference_forward]
+    assert calls == [likelihood.COMPILED_VARIANTS] * len(calls) and len(calls) == 2 * 4
+    for total in (1, 2 * likelihood.COMPILE_EVALUATION_ROWS):
+        for choice in (None, True):
+            assert likelihood._fast_forward(torch.device("cuda"), total, choice) \
+                is likelihood._eager_forward
+
+
+def test_a_failing_compiled_evaluation_warns_once_and_stays_eager(stand_in_compile):
+    """A compiled forward that raises on its first call: one RuntimeWarning naming the error,
+    and from then on the eager fast path, never the compiled one again, with the same numbers
+    as an eager evaluation, pruned units included."""
+    stand_in_compile.fails = True
+    model = random_model(1, members=2, seed=3)
+    x = binary_images(2, 7, 784)
+    masks = half_pruned_masks(model)
+
+    def fast(compile_forward):
+        return log_likelihood_estimates(model, x, 7, member_generators(), rows_per_chunk=6,
+                                        unit_masks=masks, fast=True, rows_per_pass=30,
+                                        compile_forward=compile_forward)
+
+    eager = fast(False)
+    with pytest.warns(RuntimeWarning) as warned:
+        fallback = fast(True)
+    assert [str(w.message) for w in warned] == [
+        "torch.compile of the evaluation failed (RuntimeError); evaluating eagerly"]
+    np.testing.assert_array_equal(fallback, eager)
+    assert likelihood._CompiledForward.failed and len(stand_in_compile.limits) == 1
 
 
 @pytest.mark.compiles
