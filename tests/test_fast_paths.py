@@ -18,8 +18,13 @@ from benchmark.models.network import IWAEModel, standard_normal
 from benchmark.training.denormals import flush_denormals
 from benchmark.training.execution import ExecutionOptions
 from benchmark.training.loop import standalone_group_step
-from benchmark.training.optim import make_optimizer
-from benchmark.training.stacked_adam import MemberAdam
+from benchmark.training.optim import make_optimizer, set_learning_rate
+from benchmark.training.stacked_adam import (
+    COMPILED_VARIANTS,
+    MemberAdam,
+    fused_code_update,
+    fused_paper_update,
+)
 
 
 def random_model(layers: int, members: int, seed: int = 0,
@@ -146,6 +151,292 @@ def test_fused_member_adam_takes_the_exact_steps(variant):
         for moments in ("m", "v"):
             for a, b in zip(getattr(fused, moments), getattr(exact, moments), strict=True):
                 torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_the_fused_kernels_compute_adams_formulas_member_by_member():
+    """fused_code_update and fused_paper_update against their formulas written out member by
+    member with Python-number step sizes, in float64 (rounding ~1e-16), on parameters of two
+    ranks. v is small (sqrt(v) ~ 1e-3) so that epsilon (1e-4) weighs on the step: the code
+    fidelity's v starts at 1 and stays near it over a test's few steps, where a wrong sign of
+    epsilon changes the step by 1e-4 of itself, below what float32 parameters can show."""
+    gen = torch.Generator().manual_seed(8)
+    b1, b2, eps = 0.9, 0.999, 1e-4
+    neg_step = torch.tensor([-1e-3, -2e-3, -5e-3], dtype=torch.float64)
+    bias2_sqrt = torch.tensor([0.1, 0.3, 0.9], dtype=torch.float64)
+    for variant in ("code", "paper"):
+        shapes = [(3, 2, 4), (3, 5)]
+        p, g, m = ([torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+                   for _ in range(3))
+        m = [1e-3 * t for t in m]
+        v = [1e-7 + 1e-6 * torch.rand(s, generator=gen, dtype=torch.float64) for s in shapes]
+        new_m = [b1 * mm + (1 - b1) * gg for mm, gg in zip(m, g, strict=True)]
+        new_v = [b2 * vv + (1 - b2) * gg * gg for vv, gg in zip(v, g, strict=True)]
+        expected = []
+        for pp, mm, vv, nm, nv in zip(p, m, v, new_m, new_v, strict=True):
+            rows = []
+            for i in range(3):
+                if variant == "code":  # the lag: the moments from before the step
+                    rows.append(pp[i] + neg_step[i].item() * mm[i] / (vv[i].sqrt() + eps))
+                else:
+                    denom = nv[i].sqrt() / bias2_sqrt[i].item() + eps
+                    rows.append(pp[i] + neg_step[i].item() * nm[i] / denom)
+            expected.append(torch.stack(rows))
+        if variant == "code":
+            fused_code_update(p, g, m, v, neg_step, b1, b2, eps)
+        else:
+            fused_paper_update(p, g, m, v, neg_step, bias2_sqrt, b1, b2, eps)
+        for got, want in zip(p + m + v, expected + new_m + new_v, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_step_refuses_a_learning_rate_count_that_is_not_the_groups(fused):
+    """set_learning_rates stores the list as given: with a rate too few, the next step must fail
+    and leave the group untouched, not give every member the first member's rate (the exact
+    path's one-pass update, the fused path's broadcast of a (2, 1) step-size table)."""
+    params = [torch.nn.Parameter(torch.ones(3, 4))]
+    group = MemberAdam(params, 3, "paper", [1e-3] * 3, fused=fused, compile_cpu=False)
+    group.set_learning_rates([1e-3])
+    params[0].grad = torch.ones(3, 4)
+    with pytest.raises(ValueError):
+        group.step()
+    assert torch.equal(params[0], torch.ones(3, 4)) and group.taken == [0, 0, 0]
+
+
+def test_member_adam_refuses_a_malformed_group():
+    """A wrong fidelity, a learning rate too few, a parameter without the member dimension or a
+    parameter without a gradient would train members under the wrong Adam or on the wrong rows:
+    each is refused before any state is touched. The good parameter comes first, so that a check
+    of the first parameter only (or of all at once) lets the bad one through."""
+    good = torch.nn.Parameter(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="unknown fidelity 'adamw'"):
+        MemberAdam([good], 2, "adamw", [1e-3, 1e-3])
+    with pytest.raises(ValueError, match="one learning rate per member"):
+        MemberAdam([good], 2, "code", [1e-3])
+    with pytest.raises(ValueError, match="lead with the member dimension"):
+        MemberAdam([good, torch.nn.Parameter(torch.zeros(3, 2))], 2, "code", [1e-3, 1e-3])
+    other = torch.nn.Parameter(torch.zeros(2, 4))
+    group = MemberAdam([good, other], 2, "paper", [1e-3, 1e-3])
+    good.grad = torch.ones_like(good)
+    with pytest.raises(RuntimeError, match="every parameter of a group needs a gradient"):
+        group.step()
+    assert group.taken == [0, 0] and torch.equal(good, torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("variant", ["code", "paper"])
+def test_member_adam_follows_new_learning_rates_as_each_member_alone(variant):
+    """Members with one learning rate and step count take the update once over the stack, the
+    others member by member; set_learning_rates moves a group from one case to the other (stage
+    schedules that part). Each member, exact, stays bit-identical to its own optimizer with the
+    same learning rates (a uniform step applied twice, or member 0's rate used for all, would
+    not); the fused twin follows within the float32 rounding of the existing fused tests."""
+    gen = torch.Generator().manual_seed(5)
+    singles = [[torch.nn.Parameter(torch.randn(1, 5, 3, generator=gen))] for _ in range(2)]
+    optimizers = [make_optimizer(variant, s, 1e-3) for s in singles]
+    stacked = [torch.nn.Parameter(torch.cat([s[0].detach() for s in singles]))]
+    group = MemberAdam(stacked, 2, variant, [1e-3, 1e-3])
+    fused_params = [torch.nn.Parameter(stacked[0].detach().clone())]
+    fused = MemberAdam(fused_params, 2, variant, [1e-3, 1e-3], fused=True, compile_cpu=False)
+    for lrs in ([1e-3, 1e-3], [1e-3, 1e-3], [4e-3, 5e-4], [4e-3, 5e-4], [2e-3, 2e-3]):
+        grad = torch.randn(stacked[0].shape, generator=gen)
+        for i, opt in enumerate(optimizers):
+            set_learning_rate(opt, lrs[i])
+            singles[i][0].grad = grad[i:i + 1].clone()
+            opt.step()
+        for params, opt in ((stacked, group), (fused_params, fused)):
+            opt.set_learning_rates(lrs)
+            params[0].grad = grad.clone()
+            opt.step()
+        for i in range(2):
+            assert torch.equal(stacked[0][i], singles[i][0][0])
+        torch.testing.assert_close(fused_params[0], stacked[0], rtol=1e-5, atol=1e-6)
+    assert group.lrs == fused.lrs == [2e-3, 2e-3] and group.taken == fused.taken == [5, 5]
+
+
+def test_a_group_of_one_takes_the_single_run_optimizers_exact_steps():
+    """The documented promise: a group of one is bit-identical to the single-run optimizer (the
+    uniform path over the whole stack), for both fidelities, also when it resumes from the
+    single run's checkpoint of a one-parameter model (whose state has an entry 0 only)."""
+    gen = torch.Generator().manual_seed(9)
+    for variant in ("code", "paper"):
+        single = torch.nn.Parameter(torch.randn(1, 4, 2, generator=gen))
+        alone = make_optimizer(variant, [single], 2e-3)
+        stacked = torch.nn.Parameter(single.detach().clone())
+        group = MemberAdam([stacked], 1, variant, [2e-3])
+        resumed = None
+        for step in range(4):
+            if step == 2:
+                resumed = torch.nn.Parameter(single.detach().clone())
+                resumed_group = MemberAdam([resumed], 1, variant, [1e-3])
+                resumed_group.load_member_state_dict(0, copy.deepcopy(alone.state_dict()))
+            grad = torch.randn(single.shape, generator=gen)
+            single.grad, stacked.grad = grad.clone(), grad.clone()
+            alone.step()
+            group.step()
+            assert torch.equal(stacked, single)
+            if resumed is not None:
+                resumed.grad = grad.clone()
+                resumed_group.step()
+                assert torch.equal(resumed, single)
+
+
+@pytest.mark.parametrize("variant", ["code", "paper"])
+def test_member_checkpoints_round_trip_in_the_single_run_format(variant):
+    """A member resumed from a single run's checkpoint takes its moments, its step count and its
+    learning rate (the stage it had reached, whatever rate the group was built with), and saves
+    them back unchanged; a single-run optimizer loads a member's state and steps as the member
+    does. An empty state (a run saved before its first step) leaves the member fresh."""
+    singles, optimizers, stacked, gen = stacked_and_single_optimizers(variant)
+    group = MemberAdam(stacked, 3, variant, [1e-3, 1e-3, 1e-3])
+    group.load_member_state_dict(1, copy.deepcopy(optimizers[2].state_dict()))
+    assert group.lrs == [1e-3, 3e-3, 1e-3] and group.taken == [0, 2, 0]
+    saved, theirs = group.member_state_dict(1), optimizers[2].state_dict()
+    assert saved["param_groups"] == theirs["param_groups"]
+    for j, entry in theirs["state"].items():
+        assert saved["state"][j].keys() == entry.keys()
+        for key, value in entry.items():
+            mine = saved["state"][j][key]
+            assert torch.equal(mine, value) if isinstance(value, torch.Tensor) else mine == value
+    # member 1, moved into a single-run optimizer built with another rate, steps as the member
+    alone = [torch.nn.Parameter(p[1:2].detach().clone()) for p in stacked]
+    single = make_optimizer(variant, alone, 5e-4)
+    single.load_state_dict(copy.deepcopy(saved))
+    grads = [torch.randn(p.shape, generator=gen) for p in stacked]
+    for p, g in zip(stacked, grads, strict=True):
+        p.grad = g.clone()
+    for p, g in zip(alone, grads, strict=True):
+        p.grad = g[1:2].clone()
+    group.step()
+    single.step()
+    for p, q in zip(stacked, alone, strict=True):
+        assert torch.equal(p[1], q[0])
+    fresh = MemberAdam([p.detach().clone() for p in stacked], 3, variant, [1e-3] * 3)
+    first_v = 1.0 if variant == "code" else 0.0
+    fresh.load_member_state_dict(0, make_optimizer(variant, singles[0], 2e-3).state_dict())
+    assert fresh.taken == [0, 0, 0]
+    for m, v in zip(fresh.m, fresh.v, strict=True):
+        assert torch.equal(m, torch.zeros_like(m)) and torch.equal(v, torch.full_like(v, first_v))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("variant", ["code", "paper"])
+def test_a_selected_group_steps_as_its_members_did(variant, fused, monkeypatch):
+    """select (members leaving a group) keeps each kept member's moments, step count, learning
+    rate and update path (the eager fused kernel stays eager): the smaller group's next step is
+    bit-identical to the same members' step in the whole group. Parameters that do not match the
+    group's one for one are refused rather than left with fresh moments."""
+    recorder = RecordingCompile()
+    monkeypatch.setattr(torch, "compile", recorder)
+    _, optimizers, stacked, gen = stacked_and_single_optimizers(variant)
+    group = MemberAdam(stacked, 3, variant, [1e-3, 2e-3, 3e-3], fused=fused, compile_cpu=False)
+    group.load_member_state_dict(2, copy.deepcopy(optimizers[2].state_dict()))
+    for p in stacked:
+        p.grad = torch.randn(p.shape, generator=gen)
+    group.step()
+    keep = [2, 0]
+    kept = [torch.nn.Parameter(p[keep].detach().clone()) for p in stacked]
+    smaller = group.select(keep, kept)
+    assert smaller.fused is fused and smaller.variant == variant
+    for p, q in zip(stacked, kept, strict=True):
+        p.grad = torch.randn(p.shape, generator=gen)
+        q.grad = p.grad[keep].clone()
+    group.step()
+    smaller.step()
+    assert smaller.taken == [4, 2] and smaller.lrs == [3e-3, 1e-3]
+    for whole, part in zip(stacked + group.m + group.v, kept + smaller.m + smaller.v, strict=True):
+        assert torch.equal(part, whole[keep])
+    assert recorder.calls == []
+    with pytest.raises(ValueError):  # a parameter list that is not the group's, refused
+        group.select(keep, kept[:1])
+
+
+class RecordingCompile:
+    """A stand-in for torch.compile that records what it was asked to compile, and for each call
+    of a compiled function its number (in order of compiling) and the recompile limit it runs
+    under; it runs the function eagerly (or fails, as a missing compiler does)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.compiled, self.calls = fail, [], []
+
+    def __call__(self, fn, **options):
+        number = len(self.compiled)
+        self.compiled.append((fn, options))
+
+        def compiled(*args):
+            self.calls.append((number, torch._dynamo.config.recompile_limit))
+            if self.fail:
+                raise RuntimeError("no C++ compiler")
+            return fn(*args)
+        return compiled
+
+
+def fused_group(variant: str, **options):
+    """Fresh parameters (the same every call) under a fused MemberAdam of three members."""
+    gen = torch.Generator().manual_seed(2)
+    params = [torch.nn.Parameter(torch.randn(3, 4, 2, generator=gen))]
+    return params, MemberAdam(params, 3, variant, [1e-3, 2e-3, 3e-3], fused=True, **options)
+
+
+def step_with(params, opt, grads) -> None:
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g.clone()
+    opt.step()
+
+
+@pytest.mark.parametrize("variant", ["code", "paper"])
+def test_the_fused_update_is_compiled_once_and_only_on_the_cpu(variant, monkeypatch):
+    """On the CPU (unless told not to) the fused update of the group's fidelity is compiled, once,
+    with dynamic sizes so that any group size shares the kernel, and every step runs it under the
+    raised recompile limit; a group selected out of it keeps that kernel. Off the CPU (a CUDA
+    graph captures the eager update) and for the exact path nothing is compiled."""
+    recorder = RecordingCompile()
+    monkeypatch.setattr(torch, "compile", recorder)
+    kernel = fused_code_update if variant == "code" else fused_paper_update
+    eager_params, eager = fused_group(variant, compile_cpu=False)
+    MemberAdam(eager_params, 3, variant, [1e-3] * 3)
+    assert recorder.compiled == []
+    params, compiled = fused_group(variant)
+    assert recorder.compiled == [(kernel, {"dynamic": True, "fullgraph": True})]
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(2):
+        grads = [torch.randn(p.shape, generator=gen) for p in params]
+        step_with(eager_params, eager, grads)
+        step_with(params, compiled, grads)
+    assert recorder.calls == [(0, COMPILED_VARIANTS)] * 2
+    assert torch.equal(params[0], eager_params[0])  # the stand-in ran the very kernel
+    kept = [torch.nn.Parameter(params[0][[1]].detach().clone())]
+    step_with(kept, compiled.select([1], kept), [torch.ones_like(kept[0])])
+    assert recorder.calls[2] == (0, COMPILED_VARIANTS)  # select keeps what was compiled
+    on_meta = torch.nn.Parameter(torch.zeros(3, 4, device="meta"))
+    elsewhere = MemberAdam([on_meta], 3, variant, [1e-3] * 3, fused=True)
+    assert elsewhere.step_sizes.device == on_meta.device  # where a CUDA graph reads them
+    step_with([on_meta], elsewhere, [torch.ones_like(on_meta)])
+    assert len(recorder.calls) == 3
+
+
+@pytest.mark.parametrize("variant", ["code", "paper"])
+def test_a_failing_compiler_leaves_the_fused_update_eager(variant, monkeypatch):
+    """When the compiled update fails (no C++ compiler), the step warns once, runs the eager
+    update instead (the same numbers as never compiling) and never tries the compiler again."""
+    recorder = RecordingCompile(fail=True)
+    monkeypatch.setattr(torch, "compile", recorder)
+    eager_params, eager = fused_group(variant, compile_cpu=False)
+    params, compiled = fused_group(variant)
+    gen = torch.Generator().manual_seed(4)
+    grads = [torch.randn(p.shape, generator=gen) for p in params]
+    step_with(eager_params, eager, grads)
+    with pytest.warns(RuntimeWarning, match=r"^torch\.compile of the fused Adam failed "
+                      r"\(RuntimeError\); using the eager update$"):
+        step_with(params, compiled, grads)
+    grads = [torch.randn(p.shape, generator=gen) for p in params]
+    step_with(eager_params, eager, grads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        step_with(params, compiled, grads)
+    assert len(recorder.calls) == 1
+    for a, b in zip(params + compiled.m + compiled.v, eager_params + eager.m + eager.v,
+                    strict=True):
+        assert torch.equal(a, b)
 
 
 def test_flush_denormals_reaches_every_worker_thread():
