@@ -7,13 +7,17 @@ import pytest
 import torch
 from reference_model import SMALL, X_DIM, all_binary_images, fixed_noise, small_model
 
+import benchmark.models.network as network
 from benchmark.models.network import (
     ARCHITECTURES,
+    Architecture,
+    BlockSpec,
     IWAEModel,
     SampleRouting,
     StackedLinear,
     authors_logit,
     authors_weight,
+    choose,
     gaussian_log_density,
     gaussian_log_density_from_noise,
     glorot_limit,
@@ -297,3 +301,40 @@ def test_gaussian_log_densities_match_torch_distributions():
                                rtol=1e-13, atol=1e-13)
     standard = torch.distributions.Normal(0.0, 1.0).log_prob(h).sum(-1)
     torch.testing.assert_close(standard_normal_log_density(h), standard, rtol=1e-13, atol=1e-13)
+
+
+def test_sample_images_draws_every_layer_on_the_models_device(monkeypatch):
+    """Each draw of the ancestral pass lands on the model's device. The top draw feeds a bmm,
+    which on the meta device (unlike CUDA) accepts a CPU input, so the draws are watched."""
+    devices = []
+
+    def watched(*args, **kwargs):
+        out = real(*args, **kwargs)
+        devices.append(out.device.type)
+        return out
+
+    real = network.standard_normal
+    monkeypatch.setattr(network, "standard_normal", watched)
+    model = IWAEModel(2, members=2, arch=SMALL[2]).to("meta")
+    assert model.sample_images(5, torch.Generator().manual_seed(1)).shape == (2, 5, X_DIM)
+    assert devices == ["meta", "meta"]  # h2, then the noise of h1
+
+
+def test_the_model_refuses_a_layer_count_its_architecture_does_not_have():
+    with pytest.raises(ValueError, match="^layers must be 1 or 2, got 3$"):
+        IWAEModel(3)
+    one = BlockSpec(X_DIM, (4,), 2)
+    two_decoders = Architecture(encoder=(one,), decoder=(BlockSpec(2, (4,), X_DIM), one))
+    for arch in (two_decoders, Architecture(encoder=(one, one), decoder=(one,))):
+        with pytest.raises(ValueError, match="^the architecture must have `layers` encoder and "
+                                             "decoder blocks$"):
+            IWAEModel(1, arch=arch)
+
+
+def test_choose_takes_each_members_tensor_whole():
+    """choose(False, ...) is the second tensor, choose(True, ...) the first, and a per-member
+    choice takes each member's slice from the tensor it names."""
+    a, b = torch.zeros(2, 3, 4), torch.ones(2, 3, 4)
+    assert choose(False, a, b) is b and choose(True, a, b) is a
+    picked = choose(torch.tensor([True, False]), a, b)
+    assert torch.equal(picked[0], a[0]) and torch.equal(picked[1], b[1])
