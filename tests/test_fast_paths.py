@@ -42,11 +42,15 @@ def binary_images(*shape: int, seed: int = 1, dtype: torch.dtype = torch.float32
     return (torch.rand(*shape, generator=gen) < 0.3).to(dtype)
 
 
-def test_each_member_draws_what_it_would_draw_alone():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_each_member_draws_what_it_would_draw_alone(dtype):
+    """float64 too: a member's float64 draws are other numbers than its float32 draws, so
+    drawing in the default dtype and casting would not be what it draws alone."""
     gens = [torch.Generator().manual_seed(s) for s in (3, 4)]
-    both = standard_normal((2, 5, 7), gens, "cpu")
+    both = standard_normal((2, 5, 7), gens, "cpu", dtype)
+    assert both.dtype == dtype
     for member, seed in enumerate((3, 4)):
-        alone = torch.randn(1, 5, 7, generator=torch.Generator().manual_seed(seed))
+        alone = torch.randn(1, 5, 7, generator=torch.Generator().manual_seed(seed), dtype=dtype)
         assert torch.equal(both[member], alone[0])
     with pytest.raises(ValueError, match="3 generators for 2 members"):
         standard_normal((2, 5), [torch.Generator()] * 3, "cpu")
