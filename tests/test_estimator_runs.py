@@ -186,6 +186,7 @@ def test_a_new_estimator_run_resumes_bit_identically(synthetic_data_dir, tmp_pat
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
+@pytest.mark.compiles  # the fast numerics compile the step (tens of seconds)
 @pytest.mark.parametrize("name", ["iwae-dreg", "piwae"])
 def test_fast_numerics_train_the_new_estimators_within_rounding(name, synthetic_data_dir,
                                                                 tmp_path):

@@ -144,11 +144,6 @@ class BernoulliBlock(nn.Module):
         return self.logits(self.trunk(h))
 
 
-def gaussian_log_density_from_noise(eps: Tensor, log_sigma: Tensor) -> Tensor:
-    """log N(mu + sigma*eps; mu, sigma) summed over the last axis; (h-mu)/sigma is eps exactly."""
-    return -(0.5 * eps.square() + log_sigma + HALF_LOG_2PI).sum(-1)
-
-
 def gaussian_log_density(h: Tensor, mean: Tensor, log_sigma: Tensor) -> Tensor:
     z = (h - mean) * torch.exp(-log_sigma)
     return -(0.5 * z.square() + log_sigma + HALF_LOG_2PI).sum(-1)
@@ -434,11 +429,12 @@ class IWAEModel(nn.Module):
 
     def sample_images(self, n: int, generator: Generators = None) -> Tensor:
         """Bernoulli means of n ancestral samples from the prior: (M, n, 784)."""
-        device = self.likelihood.logits.bias.device
-        h = standard_normal((self.members, n, self.arch.latent_sizes[-1]), generator, device)
+        bias = self.likelihood.logits.bias  # the model's device and precision
+        h = standard_normal((self.members, n, self.arch.latent_sizes[-1]), generator,
+                            bias.device, bias.dtype)
         for block in reversed(self.prior_blocks):
             mean, log_sigma = block(h)
-            eps = standard_normal(tuple(mean.shape), generator, device)
+            eps = standard_normal(tuple(mean.shape), generator, bias.device, bias.dtype)
             h = mean + torch.exp(log_sigma) * eps
         return torch.sigmoid(self.likelihood(h))
 
