@@ -214,3 +214,28 @@ def test_a_state_loaded_onto_another_device_is_brought_back() -> None:
     resumed.load_state_dict(dict(state, rng_state=Moved(state["rng_state"])))
     p = gray_batch()
     assert torch.equal(resumed(p), original(p))
+
+
+def test_states_and_batches_of_the_wrong_kind_are_refused_by_name() -> None:
+    """A checkpoint of the other binarization, or a batch on another device than the
+    binarizer's generator, ends in one message naming what was found."""
+    with pytest.raises(ValueError, match="^not a dynamic binarizer state: 'fixed'$"):
+        DynamicBinarizer(0, "cpu").load_state_dict({"kind": "fixed"})
+    with pytest.raises(ValueError, match="^not a fixed binarizer state: 'dynamic'$"):
+        FixedBinarizer().load_state_dict({"kind": "dynamic", "seed": 0})
+    with pytest.raises(ValueError, match="^binarizer lives on cpu, the batch on meta$"):
+        DynamicBinarizer(0, "cpu")(torch.empty(2, 784, device="meta"))
+
+
+def test_the_draws_are_float32_whatever_torchs_default_dtype() -> None:
+    """The minibatches a seed gives must not depend on torch's global default dtype: a
+    float64 uniform draw is another stream, and every run would train on other images."""
+    p = gray_batch()
+    expected = DynamicBinarizer(3, "cpu")(p)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = DynamicBinarizer(3, "cpu")(p)
+    finally:
+        torch.set_default_dtype(previous)
+    assert torch.equal(got, expected)
