@@ -577,30 +577,10 @@ def test_gpu_passes_fill_half_the_free_memory_within_bounds(monkeypatch):
     assert len(asked) == 3  # the CPU asks no GPU
 
 
-class StandInCompile:
-    """torch.compile replaced by a recorder: the function it was given, and for each call of the
-    'compiled' function the recompile limit in force; `fails` makes every call raise, as a
-    missing C++ compiler does."""
-
-    def __init__(self, fails: bool = False) -> None:
-        self.compiled: list = []
-        self.limits: list = []
-        self.fails = fails
-
-    def __call__(self, fn, **kwargs):
-        self.compiled.append(fn)
-
-        def compiled(*args):
-            self.limits.append(torch._dynamo.config.recompile_limit)
-            if self.fails:
-                raise RuntimeError("no C++ compiler")
-            return fn(*args)
-        return compiled
-
-
 @pytest.fixture
-def stand_in_compile(monkeypatch) -> StandInCompile:
-    compile_ = StandInCompile()
+def stand_in_compile(monkeypatch) -> RecordingCompile:
+    """RecordingCompile as torch.compile, with the evaluation's compiled forward not yet built."""
+    compile_ = RecordingCompile()
     monkeypatch.setattr(torch, "compile", compile_)
     monkeypatch.setattr(likelihood._CompiledForward, "compiled", None)
     monkeypatch.setattr(likelihood._CompiledForward, "failed", False)
@@ -623,7 +603,7 @@ def test_long_cpu_evaluations_compile_the_reference_forward_once(stand_in_compil
                                         unit_masks=masks, fast=True, rows_per_pass=30,
                                         compile_forward=compile_forward)
 
-    calls = stand_in_compile.limits
+    calls = stand_in_compile.calls
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a compiled forward that fails would fall back, warning
         for threshold, compile_forward, compiles in ((2 * 7 * 7, None, True),
@@ -634,8 +614,8 @@ def test_long_cpu_evaluations_compile_the_reference_forward_once(stand_in_compil
             before = len(calls)
             np.testing.assert_allclose(fast(compile_forward), exact, rtol=1e-12)
             assert (len(calls) > before) == compiles, (threshold, compile_forward)
-    assert stand_in_compile.compiled == [likelihood._reference_forward]
-    assert calls == [likelihood.COMPILED_VARIANTS] * len(calls) and len(calls) == 2 * 4
+    assert [fn for fn, _ in stand_in_compile.compiled] == [likelihood._reference_forward]
+    assert calls == [(0, likelihood.COMPILED_VARIANTS)] * len(calls) and len(calls) == 2 * 4
     for total in (1, 2 * likelihood.COMPILE_EVALUATION_ROWS):
         for choice in (None, True):
             assert likelihood._fast_forward(torch.device("cuda"), total, choice) \
@@ -646,7 +626,7 @@ def test_a_failing_compiled_evaluation_warns_once_and_stays_eager(stand_in_compi
     """A compiled forward that raises on its first call: one RuntimeWarning naming the error,
     and from then on the eager fast path, never the compiled one again, with the same numbers
     as an eager evaluation, pruned units included."""
-    stand_in_compile.fails = True
+    stand_in_compile.fail = True
     model = random_model(1, members=2, seed=3)
     x = binary_images(2, 7, 784)
     masks = half_pruned_masks(model)
@@ -662,7 +642,7 @@ def test_a_failing_compiled_evaluation_warns_once_and_stays_eager(stand_in_compi
     assert [str(w.message) for w in warned] == [
         "torch.compile of the evaluation failed (RuntimeError); evaluating eagerly"]
     np.testing.assert_array_equal(fallback, eager)
-    assert likelihood._CompiledForward.failed and len(stand_in_compile.limits) == 1
+    assert likelihood._CompiledForward.failed and len(stand_in_compile.calls) == 1
 
 
 @pytest.mark.compiles
