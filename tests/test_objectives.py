@@ -17,7 +17,7 @@ from test_estimators import TINY, all_binary_images, exact_log_px, tiny_model
 
 from benchmark.models.estimators import GroupObjectives, Objective, estimator_backward
 from benchmark.models.network import IWAEModel
-from benchmark.models.objectives import training_loss
+from benchmark.models.objectives import miwae_bound, training_loss
 
 
 def objective(model: str, k: int, **kw) -> Objective:
@@ -266,6 +266,9 @@ def test_objectives_refuse_parameters_that_do_not_belong_to_them():
         Objective("iwae", 5, beta=0.5)
     with pytest.raises(ValueError, match="same number of samples"):
         GroupObjectives([objective("iwae", 4), objective("iwae", 5)], "cpu")
+    # M bounds must split the samples evenly: 7 log-weights are no M = 2 blocks
+    with pytest.raises(ValueError, match="^7 samples do not split into 2 bounds$"):
+        miwae_bound(torch.zeros(1, 7, 3), 2)
 
 
 # --- the exact-likelihood model: bounds below log p(x), VAE <= CIWAE <= IWAE ---------------------
