@@ -48,8 +48,8 @@ SNR_FILE = "snr.json"
 EXPECTED = ("Rainforth et al. 2018 (arXiv 1802.04537): for IWAE the inference network's SNR "
             "falls with K (about K^-1/2) while the generative network's rises (about K^1/2); "
             "Tucker et al. 2018 (arXiv 1810.04152): DReG's inference-network SNR does not fall. "
-            "Both are large-K results: they describe K in the large-K regime, where the "
-            "effective sample size of the weights grows like K.")
+            "Both describe large K: the regime where the effective sample size of the weights "
+            "grows like K.")
 
 
 def parse_list(text: str, cast: type, what: str) -> list:
