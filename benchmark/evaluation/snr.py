@@ -176,12 +176,15 @@ def slopes(summaries: Sequence[SnrSummary]) -> list[dict]:
                         if (s.estimator, s.network) == (estimator, network) and s.median > 0)
         if len({k for k, _ in points}) < 2:
             continue
-        log_k = np.log([k for k, _ in points])
-        log_snr = np.log([v for _, v in points])
-        slope = float(np.polyfit(log_k, log_snr, 1)[0])
+        slope = exponent_of([k for k, _ in points], [v for _, v in points])
         out.append({"estimator": estimator, "network": network, "slope": slope,
                     "ks": [k for k, _ in points]})
     return out
+
+
+def exponent_of(ks: Sequence[int], values: Sequence[float]) -> float:
+    """The least-squares exponent a of values ~ K^a: the slope of log value against log K."""
+    return float(np.polyfit(np.log(ks), np.log(values), 1)[0])
 
 
 def snr_study(model: IWAEModel, x: torch.Tensor, ks: Sequence[int],
@@ -236,8 +239,7 @@ def weight_regime(model: IWAEModel, x: torch.Tensor, ks: Sequence[int], seed: in
             rows.append({"k": int(k), "ess": ess, "ess_fraction": ess / k})
     exponent = None
     if len({r["k"] for r in rows}) >= 2:
-        exponent = float(np.polyfit(np.log([r["k"] for r in rows]),
-                                    np.log([r["ess"] for r in rows]), 1)[0])
+        exponent = exponent_of([r["k"] for r in rows], [r["ess"] for r in rows])
     large_k = exponent is not None and exponent >= LARGE_K_ESS_EXPONENT
     return {"draws": draws, "ess": rows, "ess_exponent": exponent, "large_k": large_k,
             "rule": f"ESS = (sum w)^2 / sum w^2 of K importance weights, averaged over {draws} "
