@@ -15,13 +15,14 @@ from benchmark.config import RunConfig, run_id
 from benchmark.evaluation.snr_figure import snr_figure_png
 from benchmark.records.results import write_result
 from benchmark.report.build import build_report
-from benchmark.report.estimators import regime_footnotes
+from benchmark.report.estimators import prediction_footnotes, regime_footnotes, slope_cell
 from benchmark.report.published import (
     PUBLISHED_JSON,
     PublishedDataError,
     load_published,
     parse_published,
 )
+from benchmark.report.tableio import Cell
 
 # (model, k, estimator, m, beta, kind, nll, units)
 ESTIMATOR_RUNS = (
@@ -61,13 +62,23 @@ def write_snr_record(folder, source):
                 rows.append({"estimator": estimator, "k": k, "network": network,
                              "median": median, "q1": median / 2, "q3": median * 2,
                              "coordinates": 1000, "excluded": 3})
-    record = {"kind": "gradient_snr", "source": source, "draws": 400,
+    record = {"kind": "gradient_snr", "source": source, "draws": 400, "noise_floor": 0.0337,
               "minibatch": {"n": 20}, "std_relative_error": 0.035, "ks": [1, 10, 100],
               "estimators": ["iwae", "dreg"], "exclusion_rule": "a stated rule",
               "expected": "IWAE's inference SNR falls", "results": rows,
-              "slopes": [{"estimator": e, "network": n, "slope": s}
-                         for e, n, s in (("iwae", "encoder", -0.5), ("iwae", "decoder", 0.5),
-                                         ("dreg", "encoder", 0.3), ("dreg", "decoder", 0.5))],
+              "slopes": [{"estimator": e, "network": n, "slope": s, "trend": t,
+                          "interval": [s - 0.05, s + 0.05], "confidence": 0.95}
+                         for e, n, s, t in (("iwae", "encoder", -0.5, "falls"),
+                                            ("iwae", "decoder", 0.5, "rises"),
+                                            ("dreg", "encoder", 0.3, "rises"),
+                                            ("dreg", "decoder", 0.5, "rises"))],
+              "predictions": [{"estimator": "iwae", "network": "encoder", "predicted": "falls",
+                               "source": "Rainforth et al. 2018", "slope": -0.5,
+                               "interval": [-0.55, -0.45], "trend": "falls", "holds": True},
+                              {"estimator": "dreg", "network": "encoder",
+                               "predicted": "does not fall", "source": "Tucker et al. 2018",
+                               "slope": -0.041, "interval": [-0.05, -0.03], "trend": "falls",
+                               "holds": False}],
               "weights": {"draws": 16, "ess": [{"k": 1, "ess": 1.0}, {"k": 10, "ess": 1.9}],
                           "ess_exponent": 0.28, "large_k": False, "rule": "a stated ESS rule",
                           "summary": "ESS grows like K^0.28: short of the large-K regime"}}
@@ -148,9 +159,16 @@ def test_estimators_report_compares_each_objective_with_its_own_published_value(
     assert list(snr.columns[:5]) == ["Estimator", "Network", "K=1", "K=1 status", "K=10"]
     iwae_q = snr[(snr["Estimator"] == "IWAE") & (snr["Network"] == "inference (q)")]
     assert iwae_q["Slope"].item() == "-0.50"
+    assert iwae_q["Slope status"].item() == "[-0.55, -0.45] falls"
+    # each prediction is read against the measured interval, whichever way it comes out
+    assert ("Prediction, IWAE inference (q): SNR falls with K (Rainforth et al. 2018): measured "
+            "-0.500 [-0.550, -0.450], falls: holds.") in html
+    assert ("Prediction, IWAE-DReG inference (q): SNR does not fall with K (Tucker et al. "
+            "2018): measured -0.041 [-0.050, -0.030], falls: does not hold.") in html
     # the regime the record's K are in stands beside the slopes
     assert "Regime: ESS grows like K^0.28: short of the large-K regime." in html
     assert "ESS: a stated ESS rule." in html
+    assert "shows a median SNR of 0.0337 from 400 draws; medians near it are mostly" in html
 
 
 def test_an_snr_record_without_the_regime_says_it_was_not_measured():
@@ -158,6 +176,10 @@ def test_an_snr_record_without_the_regime_says_it_was_not_measured():
     the regime is unknown rather than implying one."""
     (line,) = regime_footnotes(None)
     assert line.startswith("Regime: not measured") and "diagnose --snr" in line
+    (line,) = prediction_footnotes({"slopes": [{"estimator": "iwae", "network": "encoder",
+                                                "slope": -0.1}]})
+    assert line.startswith("Predictions: not checked") and "diagnose --snr" in line
+    assert slope_cell({"slope": -0.1}) == Cell(value="-0.10", status="")
 
 
 def test_table1_keeps_to_the_paper_objectives(results, tmp_path):

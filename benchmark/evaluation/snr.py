@@ -15,6 +15,11 @@ slopes need not take their limiting values; weight_regime measures which regime 
 Draws are batched: the model is replicated as members of one IWAEModel, each member drawing
 its own noise, so one backward pass yields one independent estimate per member (members share
 no parameters). Sums and sums of squares accumulate in float64.
+
+Each slope carries a confidence interval from a delete-a-group jackknife: the draws are split
+into groups, the whole study is summarised again without each group in turn, and the spread of
+those slopes gives the slope's standard error (Efron & Tibshirani 1993, ch. 11; deleting groups
+rather than single draws keeps the jackknife valid for the median, Shao & Wu 1989).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import stats
 from tqdm import tqdm
 
 from benchmark.models import GroupObjectives, IWAEModel, Objective, estimator_backward
@@ -50,6 +56,12 @@ ESS_DRAWS = 16  # independent sets of K weights per K behind each effective samp
 # ESS ~ K^a: a -> 1 as K grows past the mismatch (every added sample counts); a fitted exponent
 # of at least this says the study's K are in that large-K regime.
 LARGE_K_ESS_EXPONENT = 0.9
+JACKKNIFE_GROUPS = 10  # the draws are split into this many groups for the slopes' intervals
+CONFIDENCE = 0.95
+# What the literature predicts of each slope, and who predicts it.
+PREDICTIONS = (("iwae", "encoder", "falls", "Rainforth et al. 2018"),
+               ("iwae", "decoder", "rises", "Rainforth et al. 2018"),
+               ("dreg", "encoder", "does not fall", "Tucker et al. 2018"))
 
 
 def snr_objective(estimator: str, k: int) -> Objective:
@@ -64,11 +76,13 @@ def snr_objective(estimator: str, k: int) -> Objective:
 
 @dataclass(frozen=True)
 class Moments:
-    """Per network, the mean and standard deviation of every gradient coordinate."""
+    """Per network, the mean and standard deviation of every gradient coordinate; and the same
+    without each jackknife group of draws in turn (empty when the draws are too few)."""
 
     mean: dict[str, np.ndarray]
     std: dict[str, np.ndarray]
     draws: int
+    leave_one_out: tuple[Moments, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,11 +95,13 @@ class SnrSummary:
     q3: float
     coordinates: int
     excluded: int
+    median_replicates: tuple[float, ...] = ()  # the median without each jackknife group
 
     def as_dict(self) -> dict:
         return {"estimator": self.estimator, "k": self.k, "network": self.network,
                 "median": self.median, "q1": self.q1, "q3": self.q3,
-                "coordinates": self.coordinates, "excluded": self.excluded}
+                "coordinates": self.coordinates, "excluded": self.excluded,
+                "median_replicates": list(self.median_replicates)}
 
 
 def replicate(model: IWAEModel, members: int) -> IWAEModel:
@@ -99,17 +115,27 @@ def replicate(model: IWAEModel, members: int) -> IWAEModel:
     return copies
 
 
+def jackknife_groups(draws: int) -> int:
+    """How many groups the draws are split into: JACKKNIFE_GROUPS, fewer where the draws are
+    few (at least two draws a group), none (0) below four draws."""
+    groups = min(JACKKNIFE_GROUPS, draws // 2)
+    return groups if groups >= 2 else 0
+
+
 def gradient_moments(model: IWAEModel, x: torch.Tensor, objective: Objective, draws: int,
                      generator: torch.Generator, show_progress: bool = False,
                      rows_per_pass: int = ROWS_PER_PASS) -> Moments:
     """Mean and standard deviation per coordinate of `draws` independent gradient estimates of
     `objective` (its ascent direction, summed over the minibatch x (B, 784)) at member 0's
-    parameters."""
+    parameters, and the same without each jackknife group (draw d is in group
+    d * groups // draws: contiguous blocks)."""
     if draws < 2:
         raise ValueError("at least two draws are needed for a standard deviation")
+    groups = jackknife_groups(draws)
     per_pass = max(1, min(draws, rows_per_pass // (objective.samples * x.shape[0])))
-    sums = {n: 0.0 for n in NETWORKS}
-    squares = {n: 0.0 for n in NETWORKS}
+    sums: dict[str, torch.Tensor] = {}
+    squares: dict[str, torch.Tensor] = {}
+    counts = np.bincount(np.arange(draws) * max(groups, 1) // draws, minlength=max(groups, 1))
     done = 0
     copies = replicate(model, per_pass)
     with tqdm(total=draws, unit="draw", leave=False, disable=not show_progress,
@@ -122,10 +148,28 @@ def gradient_moments(model: IWAEModel, x: torch.Tensor, objective: Objective, dr
             grads = _one_pass(copies, x, objective, generator)
             for network, g in grads.items():
                 g64 = g.to(torch.float64)
-                sums[network] = sums[network] + g64.sum(0)
-                squares[network] = squares[network] + g64.square().sum(0)
+                group = torch.arange(done, done + members, device=g64.device) \
+                    * max(groups, 1) // draws
+                if network not in sums:
+                    sums[network] = g64.new_zeros(max(groups, 1), g64.shape[1])
+                    squares[network] = g64.new_zeros(max(groups, 1), g64.shape[1])
+                sums[network].index_add_(0, group, g64)
+                squares[network].index_add_(0, group, g64.square())
             done += members
             bar.update(members)
+    total = {n: sums[n].sum(0) for n in NETWORKS}
+    total_squares = {n: squares[n].sum(0) for n in NETWORKS}
+    leave_one_out = tuple(
+        _moments_from({n: total[n] - sums[n][g] for n in NETWORKS},
+                      {n: total_squares[n] - squares[n][g] for n in NETWORKS},
+                      draws - int(counts[g]))
+        for g in range(groups))
+    full = _moments_from(total, total_squares, draws)
+    return Moments(full.mean, full.std, draws, leave_one_out)
+
+
+def _moments_from(sums: dict[str, torch.Tensor], squares: dict[str, torch.Tensor],
+                  draws: int) -> Moments:
     mean, std = {}, {}
     for network in NETWORKS:
         m = sums[network] / draws
@@ -153,33 +197,90 @@ def _one_pass(copies: IWAEModel, x: torch.Tensor, objective: Objective,
 
 
 def summarise(moments: Moments, estimator: str, k: int) -> list[SnrSummary]:
-    """Median and quartiles of SNR = |mean| / std over each network's included coordinates."""
+    """Median and quartiles of SNR = |mean| / std over each network's included coordinates, and
+    the median without each jackknife group (over the same coordinates)."""
     out = []
     for network in NETWORKS:
         mean, std = moments.mean[network], moments.std[network]
         keep = std > NEGLIGIBLE_STD * np.median(std)
         snr = np.abs(mean[keep]) / std[keep]
         q1, median, q3 = (float(v) for v in np.quantile(snr, [0.25, 0.5, 0.75]))
+        replicates = tuple(
+            float(np.median(np.abs(part.mean[network][keep])
+                            / np.maximum(part.std[network][keep], np.finfo(float).tiny)))
+            for part in moments.leave_one_out)
         out.append(SnrSummary(estimator, k, network, median, q1, q3, int(keep.sum()),
-                              int((~keep).sum())))
+                              int((~keep).sum()), replicates))
     return out
 
 
 def slopes(summaries: Sequence[SnrSummary]) -> list[dict]:
     """Least-squares slope of log median SNR against log K, per estimator and network (the
     exponent a of SNR ~ K^a; Rainforth et al. predict -1/2 for IWAE's encoder, +1/2 for its
-    decoder)."""
+    decoder), with its jackknife standard error and CONFIDENCE interval where the summaries
+    carry jackknife replicates, and the trend that interval shows: falls, rises or flat."""
     out = []
     keys = dict.fromkeys((s.estimator, s.network) for s in summaries)
     for estimator, network in keys:
-        points = sorted((s.k, s.median) for s in summaries
-                        if (s.estimator, s.network) == (estimator, network) and s.median > 0)
-        if len({k for k, _ in points}) < 2:
+        points = sorted(((s.k, s.median, s.median_replicates) for s in summaries
+                         if (s.estimator, s.network) == (estimator, network) and s.median > 0),
+                        key=lambda p: p[0])
+        ks = [k for k, _, _ in points]
+        if len(set(ks)) < 2:
             continue
-        slope = exponent_of([k for k, _ in points], [v for _, v in points])
-        out.append({"estimator": estimator, "network": network, "slope": slope,
-                    "ks": [k for k, _ in points]})
+        slope = exponent_of(ks, [v for _, v, _ in points])
+        entry = {"estimator": estimator, "network": network, "slope": slope, "ks": ks}
+        replicates = [r for _, _, r in points]
+        groups = len(replicates[0])
+        if groups >= 2 and all(len(r) == groups and min(r) > 0 for r in replicates):
+            entry.update(slope_interval(slope, [exponent_of(ks, [r[g] for r in replicates])
+                                                for g in range(groups)]))
+        out.append(entry)
     return out
+
+
+def slope_interval(slope: float, replicate_slopes: Sequence[float]) -> dict:
+    """The delete-a-group jackknife's standard error of a slope from its leave-one-group-out
+    replicates, se^2 = (G - 1) / G * sum (a_g - mean a)^2, the CONFIDENCE interval
+    slope +- t(G - 1) se, and the trend it shows."""
+    groups = len(replicate_slopes)
+    spread = np.asarray(replicate_slopes) - np.mean(replicate_slopes)
+    se = float(math.sqrt((groups - 1) / groups * float(np.sum(spread ** 2))))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, groups - 1)) * se
+    low, high = slope - half, slope + half
+    trend = "falls" if high < 0 else "rises" if low > 0 else "flat"
+    return {"slope_se": se, "interval": [low, high], "confidence": CONFIDENCE,
+            "jackknife_groups": groups, "trend": trend}
+
+
+def prediction_checks(slope_rows: Sequence[dict]) -> list[dict]:
+    """Each prediction of PREDICTIONS whose slope was measured, against the trend the slope's
+    interval shows: holds true or false, or None when the slope has no interval."""
+    by_key = {(s["estimator"], s["network"]): s for s in slope_rows}
+    checks = []
+    for estimator, network, predicted, source in PREDICTIONS:
+        row = by_key.get((estimator, network))
+        if row is None:
+            continue
+        trend = row.get("trend")
+        holds = None if trend is None else (trend != "falls" if predicted == "does not fall"
+                                            else trend == predicted)
+        checks.append({"estimator": estimator, "network": network, "predicted": predicted,
+                       "source": source, "slope": row["slope"],
+                       "interval": row.get("interval"), "trend": trend, "holds": holds})
+    return checks
+
+
+def prediction_line(check: dict) -> str:
+    """One line: what was predicted, what was measured, whether it holds."""
+    what = f"{check['estimator'].upper()} {check['network']} SNR {check['predicted']} with K"
+    measured = f"slope {check['slope']:+.3f}"
+    if check["interval"] is None:
+        return f"{check['source']}: {what}; measured {measured}, no interval (too few draws)"
+    low, high = check["interval"]
+    verdict = "holds" if check["holds"] else "does not hold"
+    return (f"{check['source']}: {what}; measured {measured} "
+            f"[{low:+.3f}, {high:+.3f}]: {check['trend']}, {verdict}")
 
 
 def exponent_of(ks: Sequence[int], values: Sequence[float]) -> float:
@@ -209,6 +310,13 @@ def relative_standard_error(draws: int) -> float:
     """The standard deviation of one coordinate is estimated from `draws` draws with a relative
     standard error of about 1 / sqrt(2 (draws - 1)) (Gaussian draws): the SNR inherits it."""
     return 1.0 / math.sqrt(2.0 * (draws - 1))
+
+
+def noise_floor(draws: int) -> float:
+    """The median SNR estimate of a coordinate whose true mean is 0: |mean| / sd over `draws`
+    draws is |t(draws - 1)| / sqrt(draws). Medians near it are mostly noise, and their slopes
+    against K are pulled towards 0."""
+    return float(stats.t.ppf(0.75, draws - 1)) / math.sqrt(draws)
 
 
 def effective_sample_size(log_w: torch.Tensor) -> torch.Tensor:

@@ -23,9 +23,11 @@ NETWORK_NAMES = {"encoder": "inference network (q)", "decoder": "generative netw
 
 
 def snr_figure_png(rows: Sequence[dict], title: str,
-                   ess: Sequence[dict] | None = None) -> bytes | None:
+                   ess: Sequence[dict] | None = None,
+                   floor: float | None = None) -> bytes | None:
     """rows: snr.json's "results" (estimator, k, network, median, q1, q3); ess: its
-    weights["ess"] (k, ess), drawn in a second panel. None when no line has two K values."""
+    weights["ess"] (k, ess), drawn in a second panel; floor: its noise floor, drawn as a grey
+    line. None when no line has two K values."""
     lines: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         lines.setdefault((row["estimator"], row["network"]), []).append(row)
@@ -48,6 +50,9 @@ def snr_figure_png(rows: Sequence[dict], title: str,
                           f"{NETWORK_NAMES.get(network, network)}")
             ax.fill_between(ks, [p["q1"] for p in points], [p["q3"] for p in points],
                             color=color, alpha=0.06, lw=0)
+        if floor is not None:
+            ax.axhline(floor, color="grey", lw=0.8, ls=(0, (4, 3)),
+                       label="noise floor (a coordinate of mean 0)")
         ax.set_ylabel("gradient SNR = |mean| / sd (median over coordinates)")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7, frameon=False, loc="best")

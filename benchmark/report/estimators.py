@@ -153,7 +153,7 @@ def find_snr_records(results_dir: Path) -> list[SnrRecord]:
 def snr_table(snr: SnrRecord, index: int) -> ReportTable:
     record = snr.record
     ks = sorted({r["k"] for r in record.get("results", [])})
-    slopes = {(s["estimator"], s["network"]): s["slope"] for s in record.get("slopes", [])}
+    slopes = {(s["estimator"], s["network"]): s for s in record.get("slopes", [])}
     lines: dict[tuple[str, str], dict[int, dict]] = {}
     for r in record.get("results", []):
         lines.setdefault((r["estimator"], r["network"]), {})[r["k"]] = r
@@ -165,8 +165,7 @@ def snr_table(snr: SnrRecord, index: int) -> ReportTable:
             cells.append(Cell(value=f"{r['median']:.3g}", status=f"[{r['q1']:.3g}, "
                                                                f"{r['q3']:.3g}]")
                          if r else Cell(value="–"))
-        slope = slopes.get((estimator, network))
-        cells.append(Cell(value=f"{slope:+.2f}" if slope is not None else "–"))
+        cells.append(slope_cell(slopes.get((estimator, network))))
         rows.append(((ESTIMATOR_NAMES.get(estimator, estimator),
                       NETWORK_NAMES.get(network, network)), tuple(cells)))
     minibatch = record.get("minibatch", {})
@@ -176,16 +175,58 @@ def snr_table(snr: SnrRecord, index: int) -> ReportTable:
         description=f"Median over each network's parameter coordinates of |mean| / sd of the "
                     f"gradient estimate, from {record.get('draws')} independent draws on a fixed "
                     f"minibatch of {minibatch.get('n')} training images (quartiles below the "
-                    f"median); slope: least-squares exponent a of SNR ~ K^a.",
+                    f"median); slope: least-squares exponent a of SNR ~ K^a, with its "
+                    f"confidence interval below it where the record has one.",
         index_columns=("Estimator", "Network"),
         value_columns=(*(f"K={k}" for k in ks), "Slope"),
         rows=tuple(rows),
         footnotes=(f"Excluded coordinates: {record.get('exclusion_rule')}.",
                    f"Expected shape: {record.get('expected')}",
+                   *prediction_footnotes(record),
                    *regime_footnotes(record.get("weights")),
                    f"Each sd carries a relative standard error of about "
                    f"{record.get('std_relative_error', float('nan')):.1%} from the number of "
-                   f"draws."))
+                   f"draws.",
+                   *noise_floor_footnotes(record)))
+
+
+def noise_floor_footnotes(record: dict) -> tuple[str, ...]:
+    floor = record.get("noise_floor")
+    if floor is None:
+        return ()
+    return (f"Noise floor: a coordinate whose gradient has mean 0 shows a median SNR of "
+            f"{floor:.3g} from {record.get('draws')} draws; medians near it are mostly noise.",)
+
+
+def slope_cell(slope: dict | None) -> Cell:
+    if slope is None:
+        return Cell(value="–")
+    interval = slope.get("interval")
+    status = (f"[{interval[0]:+.2f}, {interval[1]:+.2f}] {slope['trend']}" if interval
+              else "")
+    return Cell(value=f"{slope['slope']:+.2f}", status=status)
+
+
+def prediction_footnotes(record: dict) -> tuple[str, ...]:
+    """Each published prediction against this record's slope (records written before the
+    slopes had intervals say so)."""
+    checks = record.get("predictions")
+    if checks is None:
+        return ("Predictions: not checked in this record (its slopes have no intervals; rerun "
+                "diagnose --snr).",)
+    lines = []
+    for check in checks:
+        what = (f"{ESTIMATOR_NAMES.get(check['estimator'], check['estimator'])} "
+                f"{NETWORK_NAMES.get(check['network'], check['network'])}: SNR "
+                f"{check['predicted']} with K ({check['source']})")
+        if check.get("interval") is None:
+            lines.append(f"Prediction, {what}: slope {check['slope']:+.3f}, no interval.")
+            continue
+        low, high = check["interval"]
+        lines.append(f"Prediction, {what}: measured {check['slope']:+.3f} "
+                     f"[{low:+.3f}, {high:+.3f}], {check['trend']}: "
+                     f"{'holds' if check['holds'] else 'does not hold'}.")
+    return tuple(lines)
 
 
 def regime_footnotes(weights: dict | None) -> tuple[str, ...]:

@@ -28,6 +28,9 @@ from benchmark.evaluation import (
     SNR_ESTIMATORS,
     binary_split,
     load_trained_model,
+    noise_floor,
+    prediction_checks,
+    prediction_line,
     random_subset,
     relative_standard_error,
     snr_figure_png,
@@ -108,17 +111,25 @@ def diagnose_command(args: argparse.Namespace) -> int:
                               "with the test-binarization seed"},
         "draws": args.draws,
         "std_relative_error": relative_standard_error(args.draws),
+        "noise_floor": noise_floor(args.draws),
         "ks": ks, "estimators": estimators,
         "snr": "per coordinate |mean| / sd of the estimator's gradient over the draws; "
                "median and quartiles over each network's coordinates",
         "exclusion_rule": EXCLUSION_RULE,
         "expected": EXPECTED,
-        "results": rows, "slopes": slopes, "weights": weights,
+        "results": rows, "slopes": slopes,
+        "slope_interval": "delete-a-group jackknife over the draws: the study summarised again "
+                          "without each of G groups of draws in turn; se^2 = (G - 1) / G * "
+                          "sum of squared deviations of those slopes; interval slope +- "
+                          "t(G - 1) se (conservative: the jackknife variance is biased "
+                          "upwards); trend: falls or rises when the interval excludes 0, flat "
+                          "otherwise",
+        "predictions": prediction_checks(slopes), "weights": weights,
         "seconds": round(time.perf_counter() - started, 1),
     }
     atomic_write_json(out / SNR_FILE, record)
     atomic_write_text(out / "snr.csv", snr_csv(rows))
-    png = snr_figure_png(rows, snr_title(record), weights["ess"])
+    png = snr_figure_png(rows, snr_title(record), weights["ess"], record["noise_floor"])
     if png is not None:
         atomic_write_bytes(out / "snr.png", png)
     print(snr_text(record))
@@ -174,8 +185,14 @@ def snr_text(record: dict) -> str:
         lines.append(f"{r['estimator']:10} {r['network']:8} {r['k']:6d} {r['median']:10.4g} "
                      f"{r['q1']:10.4g} {r['q3']:10.4g}")
     for s in record["slopes"]:
+        interval = (f" [{s['interval'][0]:+.3f}, {s['interval'][1]:+.3f}] "
+                    f"({s['confidence']:.0%}): {s['trend']}" if "interval" in s else "")
         lines.append(f"slope of log SNR against log K: {s['estimator']} {s['network']}: "
-                     f"{s['slope']:+.3f}")
+                     f"{s['slope']:+.3f}{interval}")
+    if "noise_floor" in record:
+        lines.append(f"noise floor: a coordinate whose mean is 0 shows a median SNR of "
+                     f"{record['noise_floor']:.3g} from {record['draws']} draws")
+    lines += [prediction_line(c) for c in record.get("predictions", [])]
     if record.get("weights"):
         lines.append(record["weights"]["summary"])
     return "\n".join(lines)
