@@ -132,10 +132,11 @@ def gradient_moments(model: IWAEModel, x: torch.Tensor, objective: Objective, dr
     if draws < 2:
         raise ValueError("at least two draws are needed for a standard deviation")
     groups = jackknife_groups(draws)
+    bins = max(groups, 1)  # sums are kept per group; one bin when there is no jackknife
     per_pass = max(1, min(draws, rows_per_pass // (objective.samples * x.shape[0])))
     sums: dict[str, torch.Tensor] = {}
     squares: dict[str, torch.Tensor] = {}
-    counts = np.bincount(np.arange(draws) * max(groups, 1) // draws, minlength=max(groups, 1))
+    counts = np.bincount(np.arange(draws) * bins // draws, minlength=bins)
     done = 0
     copies = replicate(model, per_pass)
     with tqdm(total=draws, unit="draw", leave=False, disable=not show_progress,
@@ -148,11 +149,10 @@ def gradient_moments(model: IWAEModel, x: torch.Tensor, objective: Objective, dr
             grads = _one_pass(copies, x, objective, generator)
             for network, g in grads.items():
                 g64 = g.to(torch.float64)
-                group = torch.arange(done, done + members, device=g64.device) \
-                    * max(groups, 1) // draws
+                group = torch.arange(done, done + members, device=g64.device) * bins // draws
                 if network not in sums:
-                    sums[network] = g64.new_zeros(max(groups, 1), g64.shape[1])
-                    squares[network] = g64.new_zeros(max(groups, 1), g64.shape[1])
+                    sums[network] = g64.new_zeros(bins, g64.shape[1])
+                    squares[network] = g64.new_zeros(bins, g64.shape[1])
                 sums[network].index_add_(0, group, g64)
                 squares[network].index_add_(0, group, g64.square())
             done += members
@@ -273,7 +273,8 @@ def prediction_checks(slope_rows: Sequence[dict]) -> list[dict]:
 
 def prediction_line(check: dict) -> str:
     """One line: what was predicted, what was measured, whether it holds."""
-    what = f"{check['estimator'].upper()} {check['network']} SNR {check['predicted']} with K"
+    name = {"iwae": "IWAE", "dreg": "IWAE-DReG"}[check["estimator"]]
+    what = f"{name} {check['network']} SNR {check['predicted']} with K"
     measured = f"slope {check['slope']:+.3f}"
     if check["interval"] is None:
         return f"{check['source']}: {what}; measured {measured}, no interval (too few draws)"
