@@ -314,10 +314,16 @@ def test_member_checkpoints_round_trip_in_the_single_run_format(variant):
     single.step()
     for p, q in zip(stacked, alone, strict=True):
         assert torch.equal(p[1], q[0])
+    # an optimizer that never stepped saves an empty state: loading it makes the member fresh,
+    # whatever moments and step count it had, with the saved learning rate
     fresh = MemberAdam([p.detach().clone() for p in stacked], 3, variant, [1e-3] * 3)
+    for m, v in zip(fresh.m, fresh.v, strict=True):
+        m[0].fill_(0.5)
+        v[0].fill_(0.25)
+    fresh.taken[0] = 7
     first_v = 1.0 if variant == "code" else 0.0
     fresh.load_member_state_dict(0, make_optimizer(variant, singles[0], 2e-3).state_dict())
-    assert fresh.taken == [0, 0, 0]
+    assert fresh.taken == [0, 0, 0] and fresh.lrs == [2e-3, 1e-3, 1e-3]
     for m, v in zip(fresh.m, fresh.v, strict=True):
         assert torch.equal(m, torch.zeros_like(m)) and torch.equal(v, torch.full_like(v, first_v))
 
@@ -570,10 +576,10 @@ def test_gpu_passes_fill_half_the_free_memory_within_bounds(monkeypatch):
                        (2**20, likelihood.DEFAULT_ROWS_PER_CHUNK),  # 32 rows: the floor
                        (2**40, likelihood.MAX_GPU_ROWS_PER_PASS)):  # 33.5M rows: the cap
         free_bytes[0] = free
-        got = likelihood.default_rows_per_pass(gpu, 2)
+        got = likelihood.default_rows_per_pass(gpu)
         assert got == rows and isinstance(got, int)
     assert asked == [gpu] * 3
-    assert likelihood.default_rows_per_pass(torch.device("cpu"), 2) == likelihood.CPU_ROWS_PER_PASS
+    assert likelihood.default_rows_per_pass(torch.device("cpu")) == likelihood.CPU_ROWS_PER_PASS
     assert len(asked) == 3  # the CPU asks no GPU
 
 

@@ -55,7 +55,7 @@ def log_likelihood_estimates(
         M, N, _ = x.shape
         batch, k_chunk = noise_layout(k, rows_per_chunk)
         if fast:
-            rows = rows_per_pass or default_rows_per_pass(x.device, M)
+            rows = rows_per_pass or default_rows_per_pass(x.device)
             per_pass = batch * max(1, rows // (M * k * batch))
             forward = _fast_forward(x.device, M * N * k, compile_forward)
         else:
@@ -82,7 +82,7 @@ def noise_layout(k: int, rows_per_chunk: int) -> tuple[int, int]:
     return batch, min(k, max(1, rows_per_chunk // batch))
 
 
-def default_rows_per_pass(device: torch.device, members: int) -> int:
+def default_rows_per_pass(device: torch.device) -> int:
     """Rows (sample, example, member) per forward pass. On a GPU: what fits in half the free
     memory, so that the kernels are large; on the CPU: a few MB of logits, so that the
     elementwise work after each matmul finds its operands in cache."""

@@ -189,7 +189,12 @@ class MemberAdam:
         """Member i takes the state a single-run optimizer saved (an empty state: fresh)."""
         with torch.no_grad():
             states = saved["state"]
-            if not states:
+            self.lrs[i] = float(saved["param_groups"][0]["lr"])
+            if not states:  # it never stepped: member i starts as a new optimizer's would
+                for m, v in zip(self.m, self.v, strict=True):
+                    m[i].zero_()
+                    v[i].fill_(1.0 if self.variant == "code" else 0.0)
+                self.taken[i] = 0
                 return
             for j, (m, v) in enumerate(zip(self.m, self.v, strict=True)):
                 entry = states[j]
@@ -201,13 +206,14 @@ class MemberAdam:
                     v[i].copy_(entry["exp_avg_sq"][0])
             first = states[0]
             self.taken[i] = int(first["t"]) - 1 if self.variant == "code" else int(first["step"])
-            self.lrs[i] = float(saved["param_groups"][0]["lr"])
 
     def select(self, keep: Sequence[int], params: Sequence[Tensor]) -> MemberAdam:
         """The optimizer of a group made of the members `keep` (params: that group's)."""
         with torch.no_grad():
-            out = MemberAdam(params, len(keep), self.variant, [self.lrs[i] for i in keep],
-                             fused=self.fused)
+            # built unfused, then given this optimizer's kernel: choosing one would build a
+            # compiled wrapper only to throw it away
+            out = MemberAdam(params, len(keep), self.variant, [self.lrs[i] for i in keep])
+            out.fused = self.fused
             index = torch.tensor(list(keep), device=self.params[0].device)
             for dst, src in ((out.m, self.m), (out.v, self.v)):
                 for d, s in zip(dst, src, strict=True):
