@@ -158,8 +158,8 @@ def test_estimators_report_compares_each_objective_with_its_own_published_value(
     snr = pd.read_csv(out / "tables" / "snr_1.csv", dtype=str, keep_default_na=False)
     assert list(snr.columns[:5]) == ["Estimator", "Network", "K=1", "K=1 status", "K=10"]
     iwae_q = snr[(snr["Estimator"] == "IWAE") & (snr["Network"] == "inference (q)")]
-    assert iwae_q["Slope"].item() == "-0.50"
-    assert iwae_q["Slope status"].item() == "[-0.55, -0.45] falls"
+    assert iwae_q["Slope"].item() == "-0.500"
+    assert iwae_q["Slope status"].item() == "[-0.550, -0.450] falls"
     # each prediction is read against the measured interval, whichever way it comes out
     assert ("Prediction, IWAE inference (q): SNR falls with K (Rainforth et al. 2018): measured "
             "-0.500 [-0.550, -0.450], falls: holds.") in html
@@ -179,7 +179,7 @@ def test_an_snr_record_without_the_regime_says_it_was_not_measured():
     (line,) = prediction_footnotes({"slopes": [{"estimator": "iwae", "network": "encoder",
                                                 "slope": -0.1}]})
     assert line.startswith("Predictions: not checked") and "diagnose --snr" in line
-    assert slope_cell({"slope": -0.1}) == Cell(value="-0.10", status="")
+    assert slope_cell({"slope": -0.1}) == Cell(value="-0.100", status="")
 
 
 def test_table1_keeps_to_the_paper_objectives(results, tmp_path):

@@ -202,9 +202,10 @@ def slope_cell(slope: dict | None) -> Cell:
     if slope is None:
         return Cell(value="–")
     interval = slope.get("interval")
-    status = (f"[{interval[0]:+.2f}, {interval[1]:+.2f}] {slope['trend']}" if interval
+    # three decimals: the slopes of trained checkpoints are a few hundredths
+    status = (f"[{interval[0]:+.3f}, {interval[1]:+.3f}] {slope['trend']}" if interval
               else "")
-    return Cell(value=f"{slope['slope']:+.2f}", status=status)
+    return Cell(value=f"{slope['slope']:+.3f}", status=status)
 
 
 def prediction_footnotes(record: dict) -> tuple[str, ...]:
