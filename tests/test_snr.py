@@ -83,8 +83,8 @@ def test_jackknife_standard_error_matches_the_spread_of_slopes_over_seeds():
     The jackknife's variance is biased upwards (Efron & Stein 1981): over 40 seeds the ratio
     spread / mean error measured 0.77 for the encoder and 0.84 to 1.06 for the decoder. The
     spread from 24 studies has a relative standard error of about 1/sqrt(2 x 23) ~ 15%, so the
-    band is [0.5, 1.4]. Leaving out the factor (G - 1) / G puts the ratio near 2 to 3;
-    multiplying by G - 1 instead, near 0.25."""
+    band is [0.5, 1.4]. Leaving out the factor (G - 1) / G puts the ratio at 1.96 (measured);
+    multiplying by G - 1 instead divides it by sqrt(10), to about 0.2."""
     model = fitted_tiny_model(1)
     x = all_binary_images()[::8]
     slopes_by_seed, errors = {"encoder": [], "decoder": []}, {"encoder": [], "decoder": []}
