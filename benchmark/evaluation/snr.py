@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -164,8 +164,7 @@ def gradient_moments(model: IWAEModel, x: torch.Tensor, objective: Objective, dr
                       {n: total_squares[n] - squares[n][g] for n in NETWORKS},
                       draws - int(counts[g]))
         for g in range(groups))
-    full = _moments_from(total, total_squares, draws)
-    return Moments(full.mean, full.std, draws, leave_one_out)
+    return replace(_moments_from(total, total_squares, draws), leave_one_out=leave_one_out)
 
 
 def _moments_from(sums: dict[str, torch.Tensor], squares: dict[str, torch.Tensor],

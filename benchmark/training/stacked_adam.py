@@ -87,12 +87,17 @@ class MemberAdam:
         self.taken = [0] * members  # optimizer steps each member has taken
         with torch.no_grad():
             self.m = [torch.zeros_like(p) for p in self.params]
-            first_v = torch.ones_like if variant == "code" else torch.zeros_like
-            self.v = [first_v(p) for p in self.params]
+            self.v = [torch.full_like(p, self.first_v) for p in self.params]
         device = self.params[0].device
         # The fused update reads its step sizes from here; a CUDA graph captures these tensors.
         self.step_sizes = torch.zeros(2, members, device=device)
         self._apply_fused = self._choose_fused_kernel(device, compile_cpu) if fused else None
+
+    @property
+    def first_v(self) -> float:
+        """The second moment every member starts from: 1 in the authors' code, 0 in the paper's
+        Adam."""
+        return 1.0 if self.variant == "code" else 0.0
 
     # --- stepping -------------------------------------------------------------------------------
     def set_learning_rates(self, lrs: Sequence[float]) -> None:
@@ -193,7 +198,7 @@ class MemberAdam:
             if not states:  # it never stepped: member i starts as a new optimizer's would
                 for m, v in zip(self.m, self.v, strict=True):
                     m[i].zero_()
-                    v[i].fill_(1.0 if self.variant == "code" else 0.0)
+                    v[i].fill_(self.first_v)
                 self.taken[i] = 0
                 return
             for j, (m, v) in enumerate(zip(self.m, self.v, strict=True)):
