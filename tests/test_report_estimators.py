@@ -15,7 +15,12 @@ from benchmark.config import RunConfig, run_id
 from benchmark.evaluation.snr_figure import snr_figure_png
 from benchmark.records.results import write_result
 from benchmark.report.build import build_report
-from benchmark.report.estimators import prediction_footnotes, regime_footnotes, slope_cell
+from benchmark.report.estimators import (
+    agreement_footnotes,
+    prediction_footnotes,
+    regime_footnotes,
+    slope_cell,
+)
 from benchmark.report.published import (
     PUBLISHED_JSON,
     PublishedDataError,
@@ -81,7 +86,10 @@ def write_snr_record(folder, source):
                                "holds": False}],
               "weights": {"draws": 16, "ess": [{"k": 1, "ess": 1.0}, {"k": 10, "ess": 1.9}],
                           "ess_exponent": 0.28, "large_k": False, "rule": "a stated ESS rule",
-                          "summary": "ESS grows like K^0.28: short of the large-K regime"}}
+                          "summary": "ESS grows like K^0.28: short of the large-K regime"},
+              "agreement": {"rule": "a stated test of the means", "rows": [
+                  {"estimator": "dreg", "k": 100, "network": "encoder",
+                   "summary": "IWAE-DReG encoder mean at K=100 against IWAE's: as expected"}]}}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "snr.json").write_text(json.dumps(record))
     (folder / "snr.png").write_bytes(snr_figure_png(rows, "test"))
@@ -169,6 +177,9 @@ def test_estimators_report_compares_each_objective_with_its_own_published_value(
     assert "Regime: ESS grows like K^0.28: short of the large-K regime." in html
     assert "ESS: a stated ESS rule." in html
     assert "shows a median SNR of 0.0337 from 400 draws; medians near it are mostly" in html
+    # whether each estimator's mean is IWAE's, in the diagnostic's own words
+    assert "Estimator means: a stated test of the means." in html
+    assert "IWAE-DReG encoder mean at K=100 against IWAE&#x27;s: as expected." in html
 
 
 def test_an_snr_record_without_the_regime_says_it_was_not_measured():
@@ -179,6 +190,8 @@ def test_an_snr_record_without_the_regime_says_it_was_not_measured():
     (line,) = prediction_footnotes({"slopes": [{"estimator": "iwae", "network": "encoder",
                                                 "slope": -0.1}]})
     assert line.startswith("Predictions: not checked") and "diagnose --snr" in line
+    (line,) = agreement_footnotes({})
+    assert line.startswith("Estimator means: not checked") and "diagnose --snr" in line
     assert slope_cell({"slope": -0.1}) == Cell(value="-0.100", status="")
 
 

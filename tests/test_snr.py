@@ -89,8 +89,8 @@ def test_jackknife_standard_error_matches_the_spread_of_slopes_over_seeds():
     x = all_binary_images()[::8]
     slopes_by_seed, errors = {"encoder": [], "decoder": []}, {"encoder": [], "decoder": []}
     for seed in range(24):
-        _, rows = snr_study(model, x, (10, 100), ("iwae",), 60, seed=seed,
-                            rows_per_pass=1 << 20)
+        rows = snr_study(model, x, (10, 100), ("iwae",), 60, seed=seed,
+                         rows_per_pass=1 << 20).slopes
         for row in rows:
             assert row["jackknife_groups"] == 10
             slopes_by_seed[row["network"]].append(row["slope"])
@@ -168,8 +168,8 @@ def test_snr_slopes_have_rainforths_signs_on_a_fitted_model():
     prediction through the jackknife interval the diagnostic reports."""
     model = fitted_tiny_model(1)
     x = all_binary_images()[::8]
-    summaries, slopes = snr_study(model, x, (10, 100, 1000), ("iwae", "dreg"), 1000, seed=0,
-                                  rows_per_pass=1 << 20)
+    summaries, slopes, _ = snr_study(model, x, (10, 100, 1000), ("iwae", "dreg"), 1000,
+                                     seed=0, rows_per_pass=1 << 20)
     slope = {(s["estimator"], s["network"]): s["slope"] for s in slopes}
     assert slope[("iwae", "encoder")] < -0.15
     assert slope[("iwae", "decoder")] > 0.15
@@ -219,7 +219,7 @@ def test_diagnose_at_initialisation_writes_record_table_and_figure(synthetic_dat
                                                                    capsys):
     out = tmp_path / "snr"
     argv = ["diagnose", "--snr", "--data", "mnist-dynamic", "--layers", "1", "--k", "1,3",
-            "--draws", "6", "--batch", "4", "--data-dir", str(synthetic_data_dir),
+            "--draws", "8", "--batch", "4", "--data-dir", str(synthetic_data_dir),
             "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -232,15 +232,25 @@ def test_diagnose_at_initialisation_writes_record_table_and_figure(synthetic_dat
     assert record["source"] == {"initialisation": "init_mnist-dynamic_L1_code_s0", "step": 0}
     assert record["ks"] == [1, 3] and record["estimators"] == ["iwae", "stl", "dreg"]
     assert len(record["results"]) == 2 * 3 * 2 and len(record["slopes"]) == 3 * 2
-    # six draws: three jackknife groups, so every slope has an interval and a trend
-    assert all(len(r["median_replicates"]) == 3 for r in record["results"])
-    assert all(s["jackknife_groups"] == 3 and s["trend"] in ("falls", "rises", "flat")
+    # eight draws: four jackknife groups, so every slope has an interval and a trend
+    assert all(len(r["median_replicates"]) == 4 for r in record["results"])
+    assert all(s["jackknife_groups"] == 4 and s["trend"] in ("falls", "rises", "flat")
                for s in record["slopes"])
+    # and each estimator's mean is tested against IWAE's (two odd groups: 1 df), per K and
+    # network where the literature says something of it, each row printed as recorded
+    rows = record["agreement"]["rows"]
+    assert [(r["estimator"], r["k"], r["network"]) for r in rows] == [
+        (e, k, n) for k in (1, 3) for e in ("stl", "dreg") for n in ("encoder", "decoder")]
+    assert [r["expected"] for r in rows if r["network"] == "encoder"] == [
+        "same mean as IWAE's", "same mean as IWAE's", "biased: mean differs from IWAE's",
+        "same mean as IWAE's"]
+    assert all(r["test"]["df"] == 1 and r["summary"] in printed for r in rows)
+    assert "one-sided t-test" in record["agreement"]["rule"]
     assert [(c["estimator"], c["network"]) for c in record["predictions"]] == [
         ("iwae", "encoder"), ("iwae", "decoder"), ("dreg", "encoder")]
     assert "jackknife" in record["slope_interval"]
-    assert record["noise_floor"] == pytest.approx(noise_floor(6))
-    assert f"shows a median SNR of {noise_floor(6):.3g} from 6 draws" in printed
+    assert record["noise_floor"] == pytest.approx(noise_floor(8))
+    assert f"shows a median SNR of {noise_floor(8):.3g} from 8 draws" in printed
     assert "excluded" in record["exclusion_rule"]
     assert (out / "snr.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "snr.csv").read_text().startswith("estimator,network,k,median")
@@ -255,7 +265,9 @@ def test_diagnose_a_trained_run_beside_it(synthetic_data_dir, tmp_path, capsys):
     assert main(argv) == 0
     record = json.loads((tmp_path / "run" / "diagnostics" / "snr.json").read_text())
     assert record["source"]["step"] == 3 and record["estimators"] == ["iwae", "stl"]
-    capsys.readouterr()
+    # four draws make two jackknife groups: one odd group, too few for the test of the means
+    assert [r["test"] for r in record["agreement"]["rows"]] == [None] * 4
+    assert "too few draws for the test" in capsys.readouterr().out
     # two stochastic layers: DReG is refused with one line
     assert main(argv + ["--estimators", "iwae,dreg"]) == 2
     err = capsys.readouterr().err.strip()

@@ -3,14 +3,15 @@ applying them to a trained run.
 
 likelihood.py estimates log p(x) per example; active_units.py counts and prunes inactive latent
 units; inputs.py fixes which examples every run is scored on, binarized the same way for all;
-run.py evaluates a trained model (or a group of them) into the metrics and artifacts of its
-result record; snr.py measures the gradient signal-to-noise ratio of the estimators against K
-and snr_figure.py draws it; command.py is `python -m benchmark evaluate`. How tight L_k is: ais.py
-is annealed importance sampling along the paths of annealing_path.py with the HMC transitions of
-hmc.py, bdmc.py sandwiches log p(x) on data simulated from the model, ais_evaluation.py runs
-both over many examples in resumable batches (batch_store.py), and ais_command.py is
-`evaluate --ais` / `--bdmc`. It hands training the metrics it records when a run completes,
-and the report the per-example values and AIS/BDMC summaries saved beside them.
+run.py evaluates a trained model (or a group of them) into the metrics and artifacts of its result
+record; snr.py measures the gradient signal-to-noise ratio of the estimators against K,
+gradient_agreement.py checks on the same draws that each estimator's mean is what the literature
+says, and snr_figure.py draws it; command.py is `python -m benchmark evaluate`. How tight L_k is:
+ais.py is annealed importance sampling along the paths of annealing_path.py with the HMC
+transitions of hmc.py, bdmc.py sandwiches log p(x) on data simulated from the model,
+ais_evaluation.py runs both over many examples in resumable batches (batch_store.py), and
+ais_command.py is `evaluate --ais` / `--bdmc`. It hands training the metrics it records when a run
+completes, and the report the per-example values and AIS/BDMC summaries saved beside them.
 """
 
 from benchmark.exports import lazy_exports
@@ -50,6 +51,7 @@ EXPORTS = {  # public name: the module of this package that defines it
     "snr_study": "snr",
     "weight_regime": "snr",
     "snr_figure_png": "snr_figure",
+    "AGREEMENT_RULE": "gradient_agreement",
     "evaluate_command": "command",
     "load_trained_model": "command",
     "ais_evaluate_command": "ais_command",

@@ -27,12 +27,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from scipy import stats
 from tqdm import tqdm
 
+from benchmark.evaluation.draw_moments import GroupSums, Moments
+from benchmark.evaluation.gradient_agreement import agreement_rows
 from benchmark.models import GroupObjectives, IWAEModel, Objective, estimator_backward
 from benchmark.models import training_loss as to_loss
 from benchmark.seeding import derive_seed, torch_generator
@@ -75,17 +78,6 @@ def snr_objective(estimator: str, k: int) -> Objective:
 
 
 @dataclass(frozen=True)
-class Moments:
-    """Per network, the mean and standard deviation of every gradient coordinate; and the same
-    without each jackknife group of draws in turn (empty when the draws are too few)."""
-
-    mean: dict[str, np.ndarray]
-    std: dict[str, np.ndarray]
-    draws: int
-    leave_one_out: tuple[Moments, ...] = ()
-
-
-@dataclass(frozen=True)
 class SnrSummary:
     estimator: str
     k: int
@@ -102,6 +94,12 @@ class SnrSummary:
                 "median": self.median, "q1": self.q1, "q3": self.q3,
                 "coordinates": self.coordinates, "excluded": self.excluded,
                 "median_replicates": list(self.median_replicates)}
+
+
+class SnrStudy(NamedTuple):
+    summaries: list[SnrSummary]
+    slopes: list[dict]
+    agreement: list[dict]  # benchmark.evaluation.gradient_agreement.agreement_rows
 
 
 def replicate(model: IWAEModel, members: int) -> IWAEModel:
@@ -164,7 +162,12 @@ def gradient_moments(model: IWAEModel, x: torch.Tensor, objective: Objective, dr
                       {n: total_squares[n] - squares[n][g] for n in NETWORKS},
                       draws - int(counts[g]))
         for g in range(groups))
-    return replace(_moments_from(total, total_squares, draws), leave_one_out=leave_one_out)
+    kept = None
+    if groups:
+        kept = GroupSums({n: sums[n].cpu().numpy() for n in NETWORKS},
+                         {n: squares[n].cpu().numpy() for n in NETWORKS}, counts)
+    return replace(_moments_from(total, total_squares, draws), leave_one_out=leave_one_out,
+                   groups=kept)
 
 
 def _moments_from(sums: dict[str, torch.Tensor], squares: dict[str, torch.Tensor],
@@ -290,20 +293,25 @@ def exponent_of(ks: Sequence[int], values: Sequence[float]) -> float:
 
 def snr_study(model: IWAEModel, x: torch.Tensor, ks: Sequence[int],
               estimators: Sequence[str], draws: int, seed: int, show_progress: bool = False,
-              rows_per_pass: int = ROWS_PER_PASS) -> tuple[list[SnrSummary], list[dict]]:
-    """Every estimator at every K on the same minibatch: the summaries and the slopes. Each
+              rows_per_pass: int = ROWS_PER_PASS) -> SnrStudy:
+    """Every estimator at every K on the same minibatch: the summaries, the slopes and whether
+    each estimator's mean agrees with IWAE's where the literature says it should. Each
     (estimator, K) draws from its own generator seeded from `seed`, so adding one to the study
     leaves the others' numbers unchanged."""
-    summaries = []
+    summaries, agreement = [], []
     device = next(model.parameters()).device
-    for estimator in estimators:
-        for k in ks:
+    for k in ks:  # K by K: one K's draws of every estimator are compared, then let go
+        at_k = {}
+        for estimator in estimators:
             stream = derive_seed(seed, "snr", SNR_ESTIMATORS.index(estimator), int(k))
             generator = torch_generator(stream, device)
             moments = gradient_moments(model, x, snr_objective(estimator, k), draws,
                                        generator, show_progress, rows_per_pass)
             summaries += summarise(moments, estimator, k)
-    return summaries, slopes(summaries)
+            at_k[estimator] = replace(moments, leave_one_out=())
+        agreement += agreement_rows(at_k, int(k), NEGLIGIBLE_STD)
+    summaries.sort(key=lambda s: estimators.index(s.estimator))  # estimator by estimator
+    return SnrStudy(summaries, slopes(summaries), agreement)
 
 
 def relative_standard_error(draws: int) -> float:

@@ -187,7 +187,19 @@ def snr_table(snr: SnrRecord, index: int) -> ReportTable:
                    f"Each sd carries a relative standard error of about "
                    f"{record.get('std_relative_error', float('nan')):.1%} from the number of "
                    f"draws.",
-                   *noise_floor_footnotes(record)))
+                   *noise_floor_footnotes(record),
+                   *agreement_footnotes(record)))
+
+
+def agreement_footnotes(record: dict) -> tuple[str, ...]:
+    """Whether each estimator's mean is IWAE's where the literature says it is: the lines the
+    diagnostic wrote (records written before it checked say so)."""
+    agreement = record.get("agreement")
+    if agreement is None:
+        return ("Estimator means: not checked against IWAE's in this record (rerun diagnose "
+                "--snr).",)
+    return (f"Estimator means: {agreement['rule']}.",
+            *(f"{row['summary']}." for row in agreement["rows"]))
 
 
 def noise_floor_footnotes(record: dict) -> tuple[str, ...]:

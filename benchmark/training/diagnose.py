@@ -22,6 +22,7 @@ from benchmark.config import RunConfig
 from benchmark.data import load_dataset
 from benchmark.errors import UserError
 from benchmark.evaluation import (
+    AGREEMENT_RULE,
     DEFAULT_ESTIMATORS,
     DEFAULT_KS,
     EXCLUSION_RULE,
@@ -97,10 +98,9 @@ def diagnose_command(args: argparse.Namespace) -> int:
     index = random_subset(dataset.train.shape[0], args.batch, SNR_MINIBATCH_SEED)
     x = binary_split(dataset.train[index], dataset.dynamic).to(device)
     started = time.perf_counter()
-    summaries, slopes = snr_study(model, x, ks, estimators, args.draws, config.seed,
-                                  show_progress=True)
+    study = snr_study(model, x, ks, estimators, args.draws, config.seed, show_progress=True)
     weights = weight_regime(model, x, ks, config.seed)
-    rows = [s.as_dict() for s in summaries]
+    rows = [s.as_dict() for s in study.summaries]
     record = {
         "kind": "gradient_snr",
         "source": source,
@@ -117,14 +117,15 @@ def diagnose_command(args: argparse.Namespace) -> int:
                "median and quartiles over each network's coordinates",
         "exclusion_rule": EXCLUSION_RULE,
         "expected": EXPECTED,
-        "results": rows, "slopes": slopes,
+        "results": rows, "slopes": study.slopes,
         "slope_interval": "delete-a-group jackknife over the draws: the study summarised again "
                           "without each of G groups of draws in turn; se^2 = (G - 1) / G * "
                           "sum of squared deviations of those slopes; interval slope +- "
                           "t(G - 1) se (conservative: the jackknife variance is biased "
                           "upwards); trend: falls or rises when the interval excludes 0, flat "
                           "otherwise",
-        "predictions": prediction_checks(slopes), "weights": weights,
+        "predictions": prediction_checks(study.slopes), "weights": weights,
+        "agreement": {"rule": AGREEMENT_RULE, "rows": study.agreement},
         "seconds": round(time.perf_counter() - started, 1),
     }
     atomic_write_json(out / SNR_FILE, record)
@@ -195,5 +196,6 @@ def snr_text(record: dict) -> str:
     lines += [prediction_line(c) for c in record.get("predictions", [])]
     if record.get("weights"):
         lines.append(record["weights"]["summary"])
+    lines += [row["summary"] for row in record.get("agreement", {}).get("rows", [])]
     return "\n".join(lines)
 
