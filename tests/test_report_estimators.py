@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,10 @@ from benchmark.evaluation.snr_figure import snr_figure_png
 from benchmark.records.results import write_result
 from benchmark.report.build import build_report
 from benchmark.report.estimators import (
+    SnrRecord,
     agreement_footnotes,
+    means_cell,
+    means_table,
     prediction_footnotes,
     regime_footnotes,
     slope_cell,
@@ -88,8 +92,14 @@ def write_snr_record(folder, source):
                           "ess_exponent": 0.28, "large_k": False, "rule": "a stated ESS rule",
                           "summary": "ESS grows like K^0.28: short of the large-K regime"},
               "agreement": {"rule": "a stated test of the means", "rows": [
-                  {"estimator": "dreg", "k": 100, "network": "encoder",
-                   "summary": "IWAE-DReG encoder mean at K=100 against IWAE's: as expected"}]}}
+                  {"estimator": e, "k": 100, "network": "encoder", "expected": expected,
+                   "share": share, "test": {"t": t, "df": 4, "p": p}, "reading": reading,
+                   "as_expected": as_expected, "summary": "printed by diagnose"}
+                  for e, expected, share, t, p, reading, as_expected in (
+                      ("stl", "biased: mean differs from IWAE's", 0.65, 50.6, 4.6e-7,
+                       "differs", True),
+                      ("dreg", "same mean as IWAE's", 0.061, 1.47, 0.11,
+                       "no difference found", True))]}}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "snr.json").write_text(json.dumps(record))
     (folder / "snr.png").write_bytes(snr_figure_png(rows, "test"))
@@ -177,9 +187,14 @@ def test_estimators_report_compares_each_objective_with_its_own_published_value(
     assert "Regime: ESS grows like K^0.28: short of the large-K regime." in html
     assert "ESS: a stated ESS rule." in html
     assert "shows a median SNR of 0.0337 from 400 draws; medians near it are mostly" in html
-    # whether each estimator's mean is IWAE's, in the diagnostic's own words
-    assert "Estimator means: a stated test of the means." in html
-    assert "IWAE-DReG encoder mean at K=100 against IWAE&#x27;s: as expected." in html
+    # whether each estimator's mean is IWAE's: a table of its own, with the test's rule
+    means = pd.read_csv(next(out.glob("tables/snr_means_1.csv")), dtype=str,
+                        keep_default_na=False)
+    assert list(means["Estimator"]) == ["IWAE-STL", "IWAE-DReG"]
+    assert list(means["K=100"]) == ["differs", "no difference found"]
+    assert list(means["K=100 status"]) == ["p = 4.6e-07; expects bias", "p = 0.11; expects same"]
+    assert "Test: a stated test of the means." in html
+    assert "Estimator means: not checked" not in html
 
 
 def test_an_snr_record_without_the_regime_says_it_was_not_measured():
@@ -192,6 +207,11 @@ def test_an_snr_record_without_the_regime_says_it_was_not_measured():
     assert line.startswith("Predictions: not checked") and "diagnose --snr" in line
     (line,) = agreement_footnotes({})
     assert line.startswith("Estimator means: not checked") and "diagnose --snr" in line
+    assert means_table(SnrRecord(Path("."), {"source": {}}), 1) is None
+    # a mean that differs where the literature says it should not is flagged in its cell
+    cell = means_cell({"expected": "same mean as IWAE's", "share": 0.4, "reading": "differs",
+                       "test": {"t": 9.0, "df": 4, "p": 4e-4}, "as_expected": False})
+    assert cell.value == "differs (not as expected)"
     assert slope_cell({"slope": -0.1}) == Cell(value="-0.100", status="")
 
 

@@ -19,7 +19,9 @@ no parameters). Sums and sums of squares accumulate in float64.
 Each slope carries a confidence interval from a delete-a-group jackknife: the draws are split
 into groups, the whole study is summarised again without each group in turn, and the spread of
 those slopes gives the slope's standard error (Efron & Tibshirani 1993, ch. 11; deleting groups
-rather than single draws keeps the jackknife valid for the median, Shao & Wu 1989).
+rather than single draws keeps the jackknife valid for the median, Shao & Wu 1989). The same
+groups test whether each estimator's mean is IWAE's where the literature says it is
+(gradient_agreement.py): a slope against a prediction is then not taken for a wrong estimator.
 """
 
 from __future__ import annotations

@@ -17,7 +17,13 @@ from pathlib import Path
 from benchmark.errors import UserError
 from benchmark.records import atomic_write_text
 from benchmark.report import figures
-from benchmark.report.estimators import SnrRecord, estimators_table, find_snr_records, snr_table
+from benchmark.report.estimators import (
+    SnrRecord,
+    estimators_table,
+    find_snr_records,
+    means_table,
+    snr_table,
+)
 from benchmark.report.html import Banner, FigureBlock, GalleryCard, Page, Section, render_page
 from benchmark.report.oracle_section import oracle_section
 from benchmark.report.provenance import (
@@ -330,7 +336,9 @@ def build_report(results_dir: Path, out_dir: Path | None = None, grid: str | Non
     estimator_tables, snr_tables = [], []
     if shows_estimators(runs, grid, snr):
         estimator_tables = [estimators_table(runs, published, fid) for fid in fidelities(runs)]
-        snr_tables = [snr_table(record, i) for i, record in enumerate(snr, start=1)]
+        snr_tables = [table for i, record in enumerate(snr, start=1)
+                      for table in (snr_table(record, i), means_table(record, i))
+                      if table is not None]
     else:
         snr = []
     shown = [] if grid == "estimators" else [t for ft in per_fidelity for t in ft.for_grid(grid)]
