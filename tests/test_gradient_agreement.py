@@ -50,6 +50,9 @@ def test_split_test_known_answer():
     assert result["df"] == 1
     assert result["t"] == pytest.approx(t, rel=1e-9)
     assert result["p"] == pytest.approx(stats.t.sf(t, 1), rel=1e-9)
+    # identical draws: nothing differs, no t, and nothing a JSON record cannot hold
+    same = split_test(moments_of(other, 4), moments_of(other, 4), "encoder", 1e-6)
+    assert same == {"t": None, "df": 1, "p": 1.0}
     # three groups leave one odd group: no test
     assert split_test(moments_of(other[:6], 3), moments_of(reference[:6], 3), "encoder",
                       1e-6) is None

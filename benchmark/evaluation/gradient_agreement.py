@@ -87,7 +87,9 @@ def _pooled(groups: GroupSums, network: str, chosen: np.ndarray) -> tuple[np.nda
 def split_test(other: Moments, reference: Moments, network: str, negligible: float
                ) -> dict | None:
     """The cross-fitted test of the module's docstring: t, its degrees of freedom and the
-    one-sided p-value; None without at least four groups on each side."""
+    one-sided p-value; None with fewer than four groups (two a side). Projections that do not
+    vary (the two estimators' draws identical, say) give t = None and p = 1 unless they are
+    positive, p = 0 then."""
     if other.groups is None or reference.groups is None:
         return None
     count = min(len(other.groups.counts), len(reference.groups.counts))
@@ -106,10 +108,9 @@ def split_test(other: Moments, reference: Moments, network: str, negligible: flo
     spread = float(np.std(projections, ddof=1))
     centre = float(np.mean(projections))
     df = len(projections) - 1
-    if spread == 0.0:
-        t = math.inf if centre > 0 else 0.0
-    else:
-        t = centre / (spread / math.sqrt(len(projections)))
+    if spread == 0.0:  # no t to speak of (and a record holds no infinity)
+        return {"t": None, "df": df, "p": 0.0 if centre > 0 else 1.0}
+    t = centre / (spread / math.sqrt(len(projections)))
     return {"t": t, "df": df, "p": float(stats.t.sf(t, df))}
 
 
@@ -139,7 +140,7 @@ def agreement_rows(at_k: Mapping[str, Moments], k: int, negligible: float) -> li
 
 
 def agreement_line(row: dict) -> str:
-    """One line, for the terminal and the report alike."""
+    """One line, printed by diagnose and kept in the record."""
     name = {"stl": "IWAE-STL", "dreg": "IWAE-DReG", "rws": "RWS"}[row["estimator"]]
     line = (f"{name} {row['network']} mean at K={row['k']} against IWAE's: "
             f"{row['share']:.1%} of {row['coordinates']} coordinates differ at "
@@ -153,5 +154,6 @@ def agreement_line(row: dict) -> str:
         verdict = "bias not detected at these draws"
     else:
         verdict = "NOT as expected"
-    return (f"{line}; test t({test['df']}) = {test['t']:.2f}, p = {test['p']:.2g}: "
+    t = "undefined" if test["t"] is None else f"{test['t']:.2f}"
+    return (f"{line}; test t({test['df']}) = {t}, p = {test['p']:.2g}: "
             f"{row['reading']}; {row['source']}: {row['expected']}: {verdict}")
