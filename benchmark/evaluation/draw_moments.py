@@ -1,5 +1,6 @@
-"""The moments of many gradient draws: what an SNR study (snr.py) keeps of them, and what the
-test of whether two estimators share their mean (gradient_agreement.py) reads."""
+"""The moments of many gradient draws: what an SNR study (snr.py) keeps of them, what the test
+of whether two estimators share their mean (gradient_agreement.py) reads, and the one formula
+both take them from."""
 
 from __future__ import annotations
 
@@ -29,3 +30,11 @@ class Moments:
     draws: int
     leave_one_out: tuple[Moments, ...] = ()
     groups: GroupSums | None = None
+
+
+def mean_and_variance(sums: np.ndarray, squares: np.ndarray, draws: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Per coordinate, the mean and the unbiased variance of `draws` draws from their sum and
+    their sum of squares (a variance that rounding pushed below 0 is 0)."""
+    mean = sums / draws
+    return mean, np.maximum(squares - draws * mean ** 2, 0.0) / (draws - 1)

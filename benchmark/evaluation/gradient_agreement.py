@@ -32,7 +32,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy import stats
 
-from benchmark.evaluation.draw_moments import GroupSums, Moments
+from benchmark.evaluation.draw_moments import GroupSums, Moments, mean_and_variance
 
 SIGNIFICANCE = 0.05  # two-sided level of each coordinate's z in the descriptive share
 # One-sided level of the test: a study compares up to a dozen pairs, most of which share their
@@ -79,8 +79,8 @@ def welch_share(other: Moments, reference: Moments, network: str, negligible: fl
 def _pooled(groups: GroupSums, network: str, chosen: np.ndarray) -> tuple[np.ndarray, ...]:
     """Mean and variance per coordinate of the draws of the chosen groups, and their number."""
     n = int(groups.counts[chosen].sum())
-    mean = groups.sums[network][chosen].sum(0) / n
-    var = np.maximum(groups.squares[network][chosen].sum(0) - n * mean ** 2, 0.0) / (n - 1)
+    mean, var = mean_and_variance(groups.sums[network][chosen].sum(0),
+                                  groups.squares[network][chosen].sum(0), n)
     return mean, var, n
 
 

@@ -36,7 +36,7 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
-from benchmark.evaluation.draw_moments import GroupSums, Moments
+from benchmark.evaluation.draw_moments import GroupSums, Moments, mean_and_variance
 from benchmark.evaluation.gradient_agreement import agreement_rows
 from benchmark.models import GroupObjectives, IWAEModel, Objective, estimator_backward
 from benchmark.models import training_loss as to_loss
@@ -176,10 +176,9 @@ def _moments_from(sums: dict[str, torch.Tensor], squares: dict[str, torch.Tensor
                   draws: int) -> Moments:
     mean, std = {}, {}
     for network in NETWORKS:
-        m = sums[network] / draws
-        var = (squares[network] - draws * m.square()) / (draws - 1)
-        mean[network] = m.cpu().numpy()
-        std[network] = var.clamp_min(0.0).sqrt().cpu().numpy()
+        mean[network], var = mean_and_variance(sums[network].cpu().numpy(),
+                                               squares[network].cpu().numpy(), draws)
+        std[network] = np.sqrt(var)
     return Moments(mean, std, draws)
 
 
