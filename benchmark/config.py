@@ -154,6 +154,10 @@ def objective_token(config: RunConfig) -> str:
 
 
 ESTIMATOR_LABELS = {"stl": "STL", "dreg": "DReG"}
+# How a person reads the gradient estimators that `diagnose --snr` compares (of the IWAE-K
+# gradient, and the VAE's): one spelling for the terminal, the figure and the report.
+SNR_ESTIMATOR_NAMES = {"iwae": "IWAE", **{e: f"IWAE-{label}" for e, label in
+                                          ESTIMATOR_LABELS.items()}, "rws": "RWS", "vae": "VAE"}
 
 
 def objective_label(model: str, k: int, estimator: str | None = None, m: int | None = None,

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy import stats
 
+from benchmark.config import SNR_ESTIMATOR_NAMES
 from benchmark.evaluation.draw_moments import GroupSums, Moments, mean_and_variance
 
 SIGNIFICANCE = 0.05  # two-sided level of each coordinate's z in the descriptive share
@@ -141,7 +142,7 @@ def agreement_rows(at_k: Mapping[str, Moments], k: int, negligible: float) -> li
 
 def agreement_line(row: dict) -> str:
     """One line, printed by diagnose and kept in the record."""
-    name = {"stl": "IWAE-STL", "dreg": "IWAE-DReG", "rws": "RWS"}[row["estimator"]]
+    name = SNR_ESTIMATOR_NAMES[row["estimator"]]
     line = (f"{name} {row['network']} mean at K={row['k']} against IWAE's: "
             f"{row['share']:.1%} of {row['coordinates']} coordinates differ at "
             f"{SIGNIFICANCE:.0%} (mean z^2 {row['mean_z2']:.2f})")

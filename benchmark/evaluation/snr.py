@@ -36,6 +36,7 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
+from benchmark.config import SNR_ESTIMATOR_NAMES
 from benchmark.evaluation.draw_moments import GroupSums, Moments, mean_and_variance
 from benchmark.evaluation.gradient_agreement import agreement_rows
 from benchmark.models import GroupObjectives, IWAEModel, Objective, estimator_backward
@@ -276,7 +277,7 @@ def prediction_checks(slope_rows: Sequence[dict]) -> list[dict]:
 
 def prediction_line(check: dict) -> str:
     """One line: what was predicted, what was measured, whether it holds."""
-    name = {"iwae": "IWAE", "dreg": "IWAE-DReG"}[check["estimator"]]
+    name = SNR_ESTIMATOR_NAMES[check["estimator"]]
     what = f"{name} {check['network']} SNR {check['predicted']} with K"
     measured = f"slope {check['slope']:+.3f}"
     if check["interval"] is None:

@@ -14,10 +14,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from benchmark.config import SNR_ESTIMATOR_NAMES
+
 ESTIMATOR_COLORS = {"iwae": "#e6550d", "stl": "#756bb1", "dreg": "#31a354", "rws": "#3182bd",
                     "vae": "#636363"}
-ESTIMATOR_NAMES = {"iwae": "IWAE", "stl": "IWAE-STL", "dreg": "IWAE-DReG", "rws": "RWS",
-                   "vae": "VAE"}
 NETWORK_STYLES = {"encoder": "-", "decoder": "--"}
 NETWORK_NAMES = {"encoder": "inference network (q)", "decoder": "generative network (p)"}
 
@@ -46,7 +46,7 @@ def snr_figure_png(rows: Sequence[dict], title: str,
             color = ESTIMATOR_COLORS.get(estimator, "black")
             ax.plot(ks, [p["median"] for p in points], color=color, marker="o", ms=4,
                     ls=NETWORK_STYLES.get(network, ":"),
-                    label=f"{ESTIMATOR_NAMES.get(estimator, estimator)}, "
+                    label=f"{SNR_ESTIMATOR_NAMES.get(estimator, estimator)}, "
                           f"{NETWORK_NAMES.get(network, network)}")
             ax.fill_between(ks, [p["q1"] for p in points], [p["q3"] for p in points],
                             color=color, alpha=0.06, lw=0)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from benchmark.config import objective_label
+from benchmark.config import SNR_ESTIMATOR_NAMES, objective_label
 from benchmark.records import read_json
 from benchmark.report.published import EstimatorCell, Published
 from benchmark.report.runs import Run, data_label
@@ -25,8 +25,6 @@ FAMILY_ORDER = {("vae", None): 0, ("iwae", None): 1, ("iwae", "stl"): 2, ("iwae"
                 ("ciwae", None): 4, ("rws", None): 5, ("miwae", None): 6, ("piwae", None): 7}
 SNR_FILE = "snr.json"
 NETWORK_NAMES = {"encoder": "inference (q)", "decoder": "generative (p)"}
-ESTIMATOR_NAMES = {"iwae": "IWAE", "stl": "IWAE-STL", "dreg": "IWAE-DReG", "rws": "RWS",
-                   "vae": "VAE"}
 
 Key = tuple  # (data, layers, model, k, estimator, m, beta)
 
@@ -166,7 +164,7 @@ def snr_table(snr: SnrRecord, index: int) -> ReportTable:
                                                                f"{r['q3']:.3g}]")
                          if r else Cell(value="–"))
         cells.append(slope_cell(slopes.get((estimator, network))))
-        rows.append(((ESTIMATOR_NAMES.get(estimator, estimator),
+        rows.append(((SNR_ESTIMATOR_NAMES.get(estimator, estimator),
                       NETWORK_NAMES.get(network, network)), tuple(cells)))
     minibatch = record.get("minibatch", {})
     return ReportTable(
@@ -213,7 +211,7 @@ def means_table(snr: SnrRecord, index: int) -> ReportTable | None:
     rows = []
     for (estimator, network), by_k in lines.items():
         cells = tuple(means_cell(by_k.get(k)) for k in ks)
-        rows.append(((ESTIMATOR_NAMES.get(estimator, estimator),
+        rows.append(((SNR_ESTIMATOR_NAMES.get(estimator, estimator),
                       NETWORK_NAMES.get(network, network)), cells))
     return ReportTable(
         name=f"snr_means_{index}",
@@ -268,7 +266,7 @@ def prediction_footnotes(record: dict) -> tuple[str, ...]:
                 "diagnose --snr).",)
     lines = []
     for check in checks:
-        what = (f"{ESTIMATOR_NAMES.get(check['estimator'], check['estimator'])} "
+        what = (f"{SNR_ESTIMATOR_NAMES.get(check['estimator'], check['estimator'])} "
                 f"{NETWORK_NAMES.get(check['network'], check['network'])}: SNR "
                 f"{check['predicted']} with K ({check['source']})")
         if check.get("interval") is None:
