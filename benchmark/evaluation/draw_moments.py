@@ -21,15 +21,39 @@ class GroupSums:
 
 @dataclass(frozen=True)
 class Moments:
-    """Per network, the mean and standard deviation of every gradient coordinate; the same
-    without each jackknife group of draws in turn (empty when the draws are too few); and the
-    groups' own sums (None when there are no groups)."""
+    """Per network, the mean and standard deviation of every gradient coordinate, and the
+    jackknife groups' own sums (None when the draws are too few for groups)."""
 
     mean: dict[str, np.ndarray]
     std: dict[str, np.ndarray]
     draws: int
-    leave_one_out: tuple[Moments, ...] = ()
     groups: GroupSums | None = None
+
+    @property
+    def leave_one_out(self) -> tuple[Moments, ...]:
+        """The moments without each group of draws in turn, from the groups' sums (computed on
+        each call; empty without groups)."""
+        groups = self.groups
+        if groups is None:
+            return ()
+        total = {n: s.sum(0) for n, s in groups.sums.items()}
+        total_squares = {n: s.sum(0) for n, s in groups.squares.items()}
+        return tuple(
+            moments_from({n: total[n] - groups.sums[n][g] for n in total},
+                         {n: total_squares[n] - groups.squares[n][g] for n in total},
+                         self.draws - int(groups.counts[g]))
+            for g in range(len(groups.counts)))
+
+
+def moments_from(sums: dict[str, np.ndarray], squares: dict[str, np.ndarray], draws: int,
+                 groups: GroupSums | None = None) -> Moments:
+    """Per network, the mean and standard deviation of `draws` draws from their sums and sums
+    of squares."""
+    mean, std = {}, {}
+    for network in sums:
+        mean[network], var = mean_and_variance(sums[network], squares[network], draws)
+        std[network] = np.sqrt(var)
+    return Moments(mean, std, draws, groups)
 
 
 def mean_and_variance(sums: np.ndarray, squares: np.ndarray, draws: int

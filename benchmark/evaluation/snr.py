@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -37,7 +37,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from benchmark.config import SNR_ESTIMATOR_NAMES
-from benchmark.evaluation.draw_moments import GroupSums, Moments, mean_and_variance
+from benchmark.evaluation.draw_moments import GroupSums, Moments, moments_from
 from benchmark.evaluation.gradient_agreement import agreement_rows
 from benchmark.models import GroupObjectives, IWAEModel, Objective, estimator_backward
 from benchmark.models import training_loss as to_loss
@@ -128,8 +128,8 @@ def gradient_moments(model: IWAEModel, x: torch.Tensor, objective: Objective, dr
                      rows_per_pass: int = ROWS_PER_PASS) -> Moments:
     """Mean and standard deviation per coordinate of `draws` independent gradient estimates of
     `objective` (its ascent direction, summed over the minibatch x (B, 784)) at member 0's
-    parameters, and the same without each jackknife group (draw d is in group
-    d * groups // draws: contiguous blocks)."""
+    parameters, with the sums of each jackknife group (draw d is in group d * groups // draws:
+    contiguous blocks), from which the moments without each group follow."""
     if draws < 2:
         raise ValueError("at least two draws are needed for a standard deviation")
     groups = jackknife_groups(draws)
@@ -158,29 +158,11 @@ def gradient_moments(model: IWAEModel, x: torch.Tensor, objective: Objective, dr
                 squares[network].index_add_(0, group, g64.square())
             done += members
             bar.update(members)
-    total = {n: sums[n].sum(0) for n in NETWORKS}
-    total_squares = {n: squares[n].sum(0) for n in NETWORKS}
-    leave_one_out = tuple(
-        _moments_from({n: total[n] - sums[n][g] for n in NETWORKS},
-                      {n: total_squares[n] - squares[n][g] for n in NETWORKS},
-                      draws - int(counts[g]))
-        for g in range(groups))
-    kept = None
-    if groups:
-        kept = GroupSums({n: sums[n].cpu().numpy() for n in NETWORKS},
-                         {n: squares[n].cpu().numpy() for n in NETWORKS}, counts)
-    return replace(_moments_from(total, total_squares, draws), leave_one_out=leave_one_out,
-                   groups=kept)
-
-
-def _moments_from(sums: dict[str, torch.Tensor], squares: dict[str, torch.Tensor],
-                  draws: int) -> Moments:
-    mean, std = {}, {}
-    for network in NETWORKS:
-        mean[network], var = mean_and_variance(sums[network].cpu().numpy(),
-                                               squares[network].cpu().numpy(), draws)
-        std[network] = np.sqrt(var)
-    return Moments(mean, std, draws)
+    sums_of = {n: sums[n].cpu().numpy() for n in NETWORKS}
+    squares_of = {n: squares[n].cpu().numpy() for n in NETWORKS}
+    return moments_from({n: sums_of[n].sum(0) for n in NETWORKS},
+                        {n: squares_of[n].sum(0) for n in NETWORKS}, draws,
+                        GroupSums(sums_of, squares_of, counts) if groups else None)
 
 
 def _one_pass(copies: IWAEModel, x: torch.Tensor, objective: Objective,
@@ -204,6 +186,7 @@ def summarise(moments: Moments, estimator: str, k: int) -> list[SnrSummary]:
     """Median and quartiles of SNR = |mean| / std over each network's included coordinates, and
     the median without each jackknife group (over the same coordinates)."""
     out = []
+    parts = moments.leave_one_out
     for network in NETWORKS:
         mean, std = moments.mean[network], moments.std[network]
         keep = std > NEGLIGIBLE_STD * np.median(std)
@@ -212,7 +195,7 @@ def summarise(moments: Moments, estimator: str, k: int) -> list[SnrSummary]:
         replicates = tuple(
             float(np.median(np.abs(part.mean[network][keep])
                             / np.maximum(part.std[network][keep], np.finfo(float).tiny)))
-            for part in moments.leave_one_out)
+            for part in parts)
         out.append(SnrSummary(estimator, k, network, median, q1, q3, int(keep.sum()),
                               int((~keep).sum()), replicates))
     return out
@@ -310,7 +293,7 @@ def snr_study(model: IWAEModel, x: torch.Tensor, ks: Sequence[int],
             moments = gradient_moments(model, x, snr_objective(estimator, k), draws,
                                        generator, show_progress, rows_per_pass)
             summaries += summarise(moments, estimator, k)
-            at_k[estimator] = replace(moments, leave_one_out=())
+            at_k[estimator] = moments
         agreement += agreement_rows(at_k, int(k), NEGLIGIBLE_STD)
     summaries.sort(key=lambda s: estimators.index(s.estimator))  # estimator by estimator
     return SnrStudy(summaries, slopes(summaries), agreement)
