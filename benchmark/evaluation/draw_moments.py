@@ -62,3 +62,11 @@ def mean_and_variance(sums: np.ndarray, squares: np.ndarray, draws: int
     their sum of squares (a variance that rounding pushed below 0 is 0)."""
     mean = sums / draws
     return mean, np.maximum(squares - draws * mean ** 2, 0.0) / (draws - 1)
+
+
+def varying(spread: np.ndarray, negligible: float) -> np.ndarray:
+    """Which coordinates vary over the draws: those whose spread (a standard deviation or a
+    standard error) is more than `negligible` times the median one. The others are constant
+    over the draws (a gradient exactly 0 in every draw, say): they have no SNR and carry no
+    comparison."""
+    return spread > negligible * np.median(spread)

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import stats
 
 from benchmark.config import SNR_ESTIMATOR_NAMES
-from benchmark.evaluation.draw_moments import GroupSums, Moments, mean_and_variance
+from benchmark.evaluation.draw_moments import GroupSums, Moments, mean_and_variance, varying
 
 SIGNIFICANCE = 0.05  # two-sided level of each coordinate's z in the descriptive share
 # One-sided level of the test: a study compares up to a dozen pairs, most of which share their
@@ -70,7 +70,7 @@ def welch_share(other: Moments, reference: Moments, network: str, negligible: fl
     constant over the draws of both, they carry no comparison."""
     se = np.sqrt(other.std[network] ** 2 / other.draws
                  + reference.std[network] ** 2 / reference.draws)
-    keep = se > negligible * np.median(se)
+    keep = varying(se, negligible)
     z = (other.mean[network][keep] - reference.mean[network][keep]) / se[keep]
     critical = float(stats.norm.ppf(1 - SIGNIFICANCE / 2))
     return {"share": float(np.mean(np.abs(z) > critical)), "mean_z2": float(np.mean(z ** 2)),
@@ -100,7 +100,7 @@ def split_test(other: Moments, reference: Moments, network: str, negligible: flo
     mean_o, var_o, n_o = _pooled(other.groups, network, fit)
     mean_r, var_r, n_r = _pooled(reference.groups, network, fit)
     se2 = var_o / n_o + var_r / n_r
-    keep = se2 > negligible ** 2 * np.median(se2)
+    keep = varying(np.sqrt(se2), negligible)
     direction = np.where(keep, (mean_o - mean_r) / np.where(keep, se2, 1.0), 0.0)
     projections = np.array([
         direction @ (other.groups.sums[network][g] / other.groups.counts[g]

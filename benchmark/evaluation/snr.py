@@ -37,7 +37,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from benchmark.config import SNR_ESTIMATOR_NAMES
-from benchmark.evaluation.draw_moments import GroupSums, Moments, moments_from
+from benchmark.evaluation.draw_moments import GroupSums, Moments, moments_from, varying
 from benchmark.evaluation.gradient_agreement import agreement_rows
 from benchmark.models import GroupObjectives, IWAEModel, Objective, estimator_backward
 from benchmark.models import training_loss as to_loss
@@ -189,7 +189,7 @@ def summarise(moments: Moments, estimator: str, k: int) -> list[SnrSummary]:
     parts = moments.leave_one_out
     for network in NETWORKS:
         mean, std = moments.mean[network], moments.std[network]
-        keep = std > NEGLIGIBLE_STD * np.median(std)
+        keep = varying(std, NEGLIGIBLE_STD)
         snr = np.abs(mean[keep]) / std[keep]
         q1, median, q3 = (float(v) for v in np.quantile(snr, [0.25, 0.5, 0.75]))
         replicates = tuple(
