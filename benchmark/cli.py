@@ -12,10 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from benchmark.config import ESTIMATORS, OBJECTIVES
+from benchmark.config import DATA_CONDITIONS, ESTIMATORS, GRIDS, OBJECTIVES
 from benchmark.errors import UserError, filesystem_error_line
 
-DATA_CHOICES = ("mnist-dynamic", "mnist-fixed", "omniglot")
 FETCH_CHOICES = ("mnist", "binarized-mnist", "omniglot", "all")
 
 
@@ -105,6 +104,17 @@ def step_counts(text: str) -> tuple[int, ...]:
     return values
 
 
+def test_binarizations(text: str) -> list:
+    """A comma-separated list of test binarizations: lm, dynamic, resampled:R."""
+    from benchmark.data import parse_test_binarization
+    from benchmark.errors import UserError as Refused
+
+    try:
+        return [parse_test_binarization(part) for part in text.split(",")]
+    except Refused as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def add_ais_flags(p: argparse.ArgumentParser) -> None:
     """Annealed importance sampling and BDMC (benchmark.evaluation.ais_command)."""
     g = p.add_argument_group("AIS and BDMC (recorded in result.json beside L_k)")
@@ -150,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("train", help="train one model (resumes if --out already holds a run)")
-    p.add_argument("--data", required=True, choices=DATA_CHOICES)
+    p.add_argument("--data", required=True, choices=DATA_CONDITIONS)
     add_objective_flags(p)
     p.add_argument("--layers", required=True, type=int, choices=(1, 2))
     p.add_argument("--seed", type=int, default=0)
@@ -182,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=positive_int, default=None,
                    help="a seeded random subset of N examples, as --eval-n (default: all)")
     p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--test", type=test_binarizations, default=None, metavar="NAME[,NAME...]",
+                   help="MNIST runs: score on these binarizations of the MNIST test images: lm "
+                        "(the Larochelle-Murray test file), dynamic (the suite's seed-123 draw), "
+                        "resampled:R (the mean over R fresh draws); with --split train, the "
+                        "run's training images too")
+    p.add_argument("--stage", default=None, metavar="all|S|final",
+                   help="with --test or --split train: score the model saved at the end of "
+                        "stage S (0-based), of every stage (all), or the final one (default)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     add_data_dir(p)
     add_ais_flags(p)
@@ -202,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="independent gradient estimates per estimator and K (default 400)")
     p.add_argument("--batch", type=positive_int, default=20,
                    help="examples in the fixed minibatch (default 20, the paper's)")
-    p.add_argument("--data", choices=DATA_CHOICES, default=None, help="without RUN_DIR")
+    p.add_argument("--data", choices=DATA_CONDITIONS, default=None, help="without RUN_DIR")
     p.add_argument("--layers", type=int, choices=(1, 2), default=None, help="without RUN_DIR")
     p.add_argument("--fidelity", choices=("code", "paper"), default="code",
                    help="without RUN_DIR: which initialisation")
@@ -215,11 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_dir(p)
 
     p = sub.add_parser("sweep", help="train and evaluate a grid of runs")
-    p.add_argument("grid", choices=("table1", "table2", "binarization", "estimators"))
+    p.add_argument("grid", choices=GRIDS)
     p.add_argument("--schedule", choices=("full", "quick", "smoke"), default="full")
     p.add_argument("--fidelity", choices=("code", "paper"), default="code")
-    p.add_argument("--data", nargs="+", choices=DATA_CHOICES, default=None)
+    p.add_argument("--data", nargs="+", choices=DATA_CONDITIONS, default=None)
     p.add_argument("--seeds", type=positive_int, default=1)
+    p.add_argument("--cells", nargs="+", default=None, metavar="CELL",
+                   help="table1, binarization, binarization-causes: only these cells, written "
+                        "as in a run id, e.g. vae_k1_L1 iwae_k5_L1 (default: all 12)")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="parallel runs (default: one per core, up to the number of runs)")
@@ -246,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: reports/<name of the results folder>)")
-    p.add_argument("--grid", choices=("table1", "table2", "binarization", "estimators"),
+    p.add_argument("--grid", choices=GRIDS,
                    default=None,
                    help="show only that sweep grid's runs and tables")
 

@@ -50,6 +50,11 @@ class SyntheticArrays:
     fixed_train: np.ndarray  # uint8 0/1 (n_train, 784)
     fixed_valid: np.ndarray  # uint8 0/1 (n_valid, 784)
     fixed_test: np.ndarray  # uint8 0/1 (n_test, 784)
+    # Which MNIST image each fixed row was drawn from, as in the real Larochelle-Murray files:
+    # train and valid a random permutation of MNIST training images, test sorted by label.
+    fixed_train_source: np.ndarray  # int (n_train,) into mnist_train
+    fixed_valid_source: np.ndarray  # int (n_valid,) into mnist_train
+    fixed_test_source: np.ndarray  # int (n_test,) into mnist_test
     omniglot_train: np.ndarray  # float64 in [0, 1], upright images (n_train + 1345, 28, 28)
     omniglot_test: np.ndarray  # float64 in [0, 1] (n_test, 28, 28)
 
@@ -65,20 +70,35 @@ def digit_like_bytes(n: int, rng: np.random.Generator) -> np.ndarray:
     return images
 
 
+def bernoulli_draw(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """uint8 0/1 (N, 784): one Bernoulli(gray / 255) draw of uint8 images (N, 28, 28)."""
+    p = gray.reshape(len(gray), PIXELS) / 255.0
+    return (rng.random(p.shape) < p).astype(np.uint8)
+
+
 def synthetic_arrays(n_train: int = 100, n_test: int = 50, seed: int = 0,
                      n_valid: int | None = None) -> SyntheticArrays:
     rng = np.random.default_rng(seed)
     n_valid = n_test if n_valid is None else n_valid
     n_mnist = n_train + MNIST_VALID
     n_omni = n_train + OMNIGLOT_VALID
+    mnist_train = digit_like_bytes(n_mnist, rng)
+    mnist_train_labels = rng.integers(0, 10, n_mnist, dtype=np.uint8)
+    mnist_test = digit_like_bytes(n_test, rng)
+    mnist_test_labels = rng.integers(0, 10, n_test, dtype=np.uint8)
+    if n_train + n_valid > n_mnist:
+        raise ValueError(f"n_valid {n_valid} is more than the {MNIST_VALID} MNIST images the "
+                         "fixed files' permutation has beyond n_train")
+    order = rng.permutation(n_mnist)[:n_train + n_valid]
+    test_order = np.argsort(mnist_test_labels, kind="stable")
     return SyntheticArrays(
-        mnist_train=digit_like_bytes(n_mnist, rng),
-        mnist_train_labels=rng.integers(0, 10, n_mnist, dtype=np.uint8),
-        mnist_test=digit_like_bytes(n_test, rng),
-        mnist_test_labels=rng.integers(0, 10, n_test, dtype=np.uint8),
-        fixed_train=(digit_like_bytes(n_train, rng) > 127).astype(np.uint8).reshape(-1, PIXELS),
-        fixed_valid=(digit_like_bytes(n_valid, rng) > 127).astype(np.uint8).reshape(-1, PIXELS),
-        fixed_test=(digit_like_bytes(n_test, rng) > 127).astype(np.uint8).reshape(-1, PIXELS),
+        mnist_train=mnist_train, mnist_train_labels=mnist_train_labels,
+        mnist_test=mnist_test, mnist_test_labels=mnist_test_labels,
+        fixed_train=bernoulli_draw(mnist_train[order[:n_train]], rng),
+        fixed_valid=bernoulli_draw(mnist_train[order[n_train:]], rng),
+        fixed_test=bernoulli_draw(mnist_test[test_order], rng),
+        fixed_train_source=order[:n_train], fixed_valid_source=order[n_train:],
+        fixed_test_source=test_order,
         omniglot_train=digit_like_bytes(n_omni, rng) / 255.0,
         omniglot_test=digit_like_bytes(n_test, rng) / 255.0,
     )

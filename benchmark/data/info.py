@@ -66,10 +66,10 @@ def format_file(f: dict[str, Any]) -> str:
 
 def format_condition(name: str, c: dict[str, Any]) -> str:
     if not c["available"]:
-        return f"  {name:<14} unavailable: {c['reason']}"
+        return f"  {name:<20} unavailable: {c['reason']}"
     kind = "dynamic binarization" if c["dynamic"] else "fixed binarization"
     shapes = "  ".join(f"{s} {tuple(shape)}" for s, shape in c["splits"].items())
-    return f"  {name:<14} {shapes}  ({kind})"
+    return f"  {name:<20} {shapes}  ({kind})"
 
 
 def format_info(info: dict[str, Any]) -> str:

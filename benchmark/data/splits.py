@@ -5,6 +5,10 @@
 - mnist-fixed: Larochelle & Murray's binarized MNIST, values {0, 1}. Train = the train file
   (50,000), valid = the valid file (10,000), test = the test file (10,000). (The authors
   concatenated train and valid and split the last 10,000 off again: the same thing.)
+- mnist-dynamic-lm50k: the 50,000 MNIST gray images behind the LM train file, in that file's
+  order (benchmark.data.lm_pairs), binarized afresh for every minibatch; valid = the 10,000
+  behind the LM valid file, test = the 10,000 MNIST test images. It differs from mnist-fixed
+  only in the resampling, and from mnist-dynamic only in which training images it holds.
 - omniglot: chardata.mat, gray values in [0, 1]. The 24,345 training images are shuffled once
   with np.random.RandomState(123).permutation; train = the first 23,000, valid = the last 1,345;
   test = the 8,070 test images.
@@ -22,7 +26,10 @@ from types import MappingProxyType
 
 import numpy as np
 
+from benchmark.config import DATA_CONDITIONS
 from benchmark.data import loaders
+from benchmark.data.lm_matching import MatchingError
+from benchmark.data.lm_pairs import LMPairs, LMSources, lm_pairs
 from benchmark.data.sources import (
     DEFAULT_CATALOGUE,
     Catalogue,
@@ -34,23 +41,28 @@ from benchmark.data.sources import (
 )
 from benchmark.errors import UserError
 
-DATA_CONDITIONS = ("mnist-dynamic", "mnist-fixed", "omniglot")
 MNIST_VALID = 400
 OMNIGLOT_VALID = 1345
 OMNIGLOT_SHUFFLE_SEED = 123
 # (train, test) examples of each condition once split: what a cost projection needs without
 # loading the files (tests/test_data_real.py checks them against the real MNIST files)
 CONDITION_SIZES = MappingProxyType({"mnist-dynamic": (59_600, 10_000),
-                                    "mnist-fixed": (50_000, 10_000), "omniglot": (23_000, 8_070)})
+                                    "mnist-fixed": (50_000, 10_000),
+                                    "mnist-dynamic-lm50k": (50_000, 10_000),
+                                    "omniglot": (23_000, 8_070)})
 
-# Which dataset (fetch name) and which of its files each condition reads.
+# Which datasets (fetch names, space separated) and which of their files each condition reads.
 CONDITION_DATASET = MappingProxyType({"mnist-dynamic": "mnist", "mnist-fixed": "binarized-mnist",
+                                      "mnist-dynamic-lm50k": "mnist binarized-mnist",
                                       "omniglot": "omniglot"})
+MNIST_FILES = ("mnist/train-images-idx3-ubyte.gz", "mnist/t10k-images-idx3-ubyte.gz")
+LM_FILES = ("binarized_mnist/binarized_mnist_train.amat",
+            "binarized_mnist/binarized_mnist_valid.amat",
+            "binarized_mnist/binarized_mnist_test.amat")
 CONDITION_FILES = MappingProxyType({
-    "mnist-dynamic": ("mnist/train-images-idx3-ubyte.gz", "mnist/t10k-images-idx3-ubyte.gz"),
-    "mnist-fixed": ("binarized_mnist/binarized_mnist_train.amat",
-                    "binarized_mnist/binarized_mnist_valid.amat",
-                    "binarized_mnist/binarized_mnist_test.amat"),
+    "mnist-dynamic": MNIST_FILES,
+    "mnist-fixed": LM_FILES,
+    "mnist-dynamic-lm50k": MNIST_FILES + LM_FILES,
     "omniglot": ("omniglot/chardata.mat",),
 })
 
@@ -158,6 +170,63 @@ def load_mnist_fixed(entries: list[RawFile], data_dir: Path,
                  .astype(np.float32) for e in entries)
 
 
+def lm_sources(entries: list[RawFile], data_dir: Path, shas: dict[str, str]) -> LMSources:
+    """The MNIST images and LM bits a matching is computed from (entries: MNIST_FILES then
+    LM_FILES)."""
+    mnist_train, mnist_test, *lm = entries
+    images = [_parse(e, data_dir, shas[e.relpath], loaders.parse_mnist_images, ("images",))
+              ["images"] for e in (mnist_train, mnist_test)]
+    bits = {part: _parse(e, data_dir, shas[e.relpath], loaders.parse_amat, ("bits",))["bits"]
+            for part, e in zip(("train", "valid", "test"), lm, strict=True)}
+    return LMSources(mnist_train=images[0], mnist_test=images[1], lm=bits,
+                     sha256={e.relpath: shas[e.relpath] for e in entries})
+
+
+def verified_lm_pairs(sources: LMSources, data_dir: Path, quiet: bool = False) -> LMPairs:
+    """lm_pairs, with what to do when the files are not LM's draws of these MNIST images."""
+    try:
+        return lm_pairs(sources, cache_dir(data_dir), quiet=quiet)
+    except MatchingError as err:
+        raise MatchingError(
+            f"{err}. The files in {raw_dir(data_dir).resolve()} must be the canonical MNIST and "
+            f"binarized-MNIST files: run {fetch_hint('mnist binarized-mnist', data_dir)} "
+            "(nothing was trained on them)") from err
+
+
+def load_lm_pairs(data_dir: Path, quiet: bool = False) -> LMPairs:
+    """The verified matching of the LM files to MNIST (cached under <data_dir>/cache)."""
+    data_dir = Path(data_dir)
+    entries = raw_files_for("mnist-dynamic-lm50k", load_catalogue(data_dir))
+    shas = require_verified("mnist-dynamic-lm50k", entries, data_dir)
+    return verified_lm_pairs(lm_sources(entries, data_dir, shas), data_dir, quiet)
+
+
+def load_mnist_test_gray(data_dir: Path) -> np.ndarray:
+    """The 10,000 MNIST test images as float32 gray values, in the file's order."""
+    data_dir = Path(data_dir)
+    entry = raw_files_for("mnist-dynamic", load_catalogue(data_dir))[1]
+    shas = require_verified("mnist-dynamic", [entry], data_dir)
+    return gray_from_bytes(_parse(entry, data_dir, shas[entry.relpath],
+                                  loaders.parse_mnist_images, ("images",))["images"])
+
+
+def load_lm_test_bits(data_dir: Path) -> np.ndarray:
+    """The Larochelle-Murray test file's bits, uint8 (10000, 784), in the file's order."""
+    data_dir = Path(data_dir)
+    entry = raw_files_for("mnist-fixed", load_catalogue(data_dir))[2]
+    shas = require_verified("mnist-fixed", [entry], data_dir)
+    return _parse(entry, data_dir, shas[entry.relpath], loaders.parse_amat, ("bits",))["bits"]
+
+
+def load_mnist_dynamic_lm50k(entries: list[RawFile], data_dir: Path,
+                             shas: dict[str, str]) -> tuple[np.ndarray, ...]:
+    sources = lm_sources(entries, data_dir, shas)
+    pairs = verified_lm_pairs(sources, data_dir)
+    return (gray_from_bytes(sources.mnist_train[pairs.train]),
+            gray_from_bytes(sources.mnist_train[pairs.valid]),
+            gray_from_bytes(sources.mnist_test))
+
+
 def load_omniglot(entries: list[RawFile], data_dir: Path,
                   shas: dict[str, str]) -> tuple[np.ndarray, ...]:
     (entry,) = entries
@@ -171,7 +240,9 @@ def load_omniglot(entries: list[RawFile], data_dir: Path,
 
 
 LOADERS = MappingProxyType({"mnist-dynamic": load_mnist_dynamic,
-                            "mnist-fixed": load_mnist_fixed, "omniglot": load_omniglot})
+                            "mnist-fixed": load_mnist_fixed,
+                            "mnist-dynamic-lm50k": load_mnist_dynamic_lm50k,
+                            "omniglot": load_omniglot})
 
 
 def load_dataset(name: str, data_dir: Path) -> Dataset:

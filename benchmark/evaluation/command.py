@@ -53,8 +53,13 @@ def load_trained_model(run_dir: Path, device: torch.device) -> tuple[RunConfig, 
 
 def evaluate_command(args: argparse.Namespace) -> int:
     """Score a run's newest checkpoint; writes evaluations/<split>_k<K>_n<N>.json and .npy
-    (--ais and --bdmc go to benchmark.evaluation.ais_command instead)."""
+    (--ais and --bdmc go to benchmark.evaluation.ais_command instead, --test and --stage to
+    benchmark.evaluation.binarization_command)."""
     device = resolve_device(args.device)
+    if args.test or args.stage is not None:
+        from benchmark.evaluation.binarization_command import score_binarizations_command
+
+        return score_binarizations_command(args, device)
     config, model = load_trained_model(args.run_dir, device)
     dataset = load_dataset(config.data, args.data_dir)
     inputs = evaluation_inputs(dataset, config, split_n=args.n)

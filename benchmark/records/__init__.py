@@ -2,6 +2,7 @@
 
 fileio.py writes atomically (temp file + rename) and digests files; results.py is the result
 record (result.json) and loads many of them; checkpoint.py saves and verifies checkpoints;
+stage_snapshots.py keeps the model at every stage end;
 curves.py the learning curve (metrics.csv); environment.py what the run ran on;
 training_lock.py the OS lock a process holds on a run directory while it trains it. Every stage
 writes through it and it imports none of them: it is the base the pipeline stands on, and the
@@ -31,6 +32,11 @@ EXPORTS = {  # public name: the module of this package that defines it
     "load_latest_checkpoint": "checkpoint",
     "remove_checkpoint_temporaries": "checkpoint",
     "save_checkpoint": "checkpoint",
+    "STAGES_DIR": "stage_snapshots",
+    "StageSnapshot": "stage_snapshots",
+    "load_stage_snapshot": "stage_snapshots",
+    "save_stage_snapshot": "stage_snapshots",
+    "stage_snapshot_stages": "stage_snapshots",
     "TRAINING_LOCK_FILE": "training_lock",
     "TrainingLock": "training_lock",
     "is_being_trained": "training_lock",

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import CONTINUATION_EPOCHS, PROTOCOL_EPOCHS, objective_label
+from benchmark.config import CONTINUATION_EPOCHS, GRID_DATA, PROTOCOL_EPOCHS, objective_label
 from benchmark.records import RESULT_FILE, iter_results, read_json
 
 PAPER_EVAL_K = 5000
 CUT_KEYS = ("stages", "epochs", "steps")
 DATA_LABELS = {"mnist-dynamic": "MNIST (dynamic)", "mnist-fixed": "MNIST (fixed)",
+               "mnist-dynamic-lm50k": "MNIST (dynamic, LM's 50k images)",
                "omniglot": "OMNIGLOT"}
 
 
@@ -281,11 +282,6 @@ def resolve_init_run(run: Run, runs: list[Run], results_dir: Path) -> Run | None
     return next((o for o in runs if o.run_dir.name == target.name and o is not run), None)
 
 
-GRID_DATA = {"table1": ("mnist-dynamic", "omniglot"),
-             "binarization": ("mnist-dynamic", "mnist-fixed"),
-             "table2": ("mnist-dynamic",),
-             "estimators": ("mnist-dynamic",)}
-GRIDS = tuple(GRID_DATA)
 # The paper's objectives the estimators grid trains beside the new ones, at one layer.
 ESTIMATOR_GRID_PLAIN_KS = (5, 50, 64)
 PAPER_KS = (1, 5, 50)  # the k of Tables 1-3

@@ -14,7 +14,7 @@ from benchmark.records import resolve_device
 from benchmark.sweeps.availability import record_unselected_unavailable
 from benchmark.sweeps.driver import run_sweep
 from benchmark.sweeps.executors import Executor, check_gpus_per_run, import_ray, make_executor
-from benchmark.sweeps.grids import GRIDS, SweepOptions, expand_grid
+from benchmark.sweeps.grids import GRIDS, SweepOptions, expand_grid, parse_cell
 from benchmark.training import execution_from_args
 
 
@@ -24,6 +24,7 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         data=tuple(args.data) if args.data else None, seeds=args.seeds, device=args.device,
         stages=args.stages, epochs=args.epochs, steps=args.steps, eval_k=args.eval_k,
         eval_n=args.eval_n,
+        cells=tuple(parse_cell(c) for c in args.cells) if args.cells else None,
     )
 
 

@@ -3,6 +3,8 @@
 Grids (paper arXiv 1509.00519v4):
   table1        {mnist-dynamic, omniglot} x {vae, iwae} x k {1, 5, 50} x layers {1, 2}  (Table 1)
   binarization  {mnist-dynamic, mnist-fixed} x the same 12 cells              (Tables 1 and 3)
+  binarization-causes  {mnist-fixed, mnist-dynamic-lm50k, mnist-dynamic} x the same cells: what
+                the fixed-vs-dynamic gap consists of (resampling, more images, the test draw)
   table2        Section 5.2: the 1-layer mnist-dynamic VAE k=1 continued as IWAE k=50, and the
                 IWAE k=50 continued as VAE k=1, each from its table1 run (the base run)
   estimators    the objectives that came after the paper on its protocol (mnist-dynamic, one
@@ -32,18 +34,11 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from benchmark.config import RunConfig, run_id
+from benchmark.config import GRID_DATA, GRIDS, RunConfig, run_id
 from benchmark.errors import UserError
 from benchmark.training import split_into_groups
 
-GRIDS = ("table1", "table2", "binarization", "estimators")
 MODEL_CELLS = tuple(itertools.product(("vae", "iwae"), (1, 5, 50), (1, 2)))
-GRID_DATA = {
-    "table1": ("mnist-dynamic", "omniglot"),
-    "binarization": ("mnist-dynamic", "mnist-fixed"),
-    "table2": ("mnist-dynamic",),
-    "estimators": ("mnist-dynamic",),
-}
 
 
 @dataclass(frozen=True)
@@ -90,6 +85,7 @@ class SweepOptions:
     steps: int | None = None
     eval_k: int | None = None
     eval_n: int | None = None
+    cells: tuple[tuple[str, int, int], ...] | None = None  # (model, k, layers); None: all 12
 
     def run_config(self, data: str, model: str, k: int, layers: int, seed: int,
                    init_from: str | None = None, estimator: str | None = None,
@@ -148,11 +144,27 @@ def planned_run(results_dir: Path, sweep: str, config: RunConfig) -> PlannedRun:
     return PlannedRun(run_id, sweep, config, results_dir / sweep / run_id)
 
 
+def parse_cell(text: str) -> tuple[str, int, int]:
+    """'vae_k1_L1' -> ('vae', 1, 1): a cell of Table 1 as it reads in a run id."""
+    parts = text.split("_")
+    try:
+        model, k, layers = parts[0], int(parts[1].removeprefix("k")), \
+            int(parts[2].removeprefix("L"))
+    except (IndexError, ValueError):
+        model, k, layers = "", 0, 0
+    if len(parts) != 3 or (model, k, layers) not in MODEL_CELLS:
+        cells = ", ".join(f"{m}_k{kk}_L{ll}" for m, kk, ll in MODEL_CELLS)
+        raise UserError(f"--cells {text!r} is not a cell of Table 1; choose among {cells}")
+    return model, k, layers
+
+
 def expand_cells(grid: str, options: SweepOptions, results_dir: Path) -> list[PlannedRun]:
-    """table1 / binarization: every data x model x k x layers x seed cell."""
+    """table1 / binarization / binarization-causes: every data x cell x seed (the cells asked
+    for with --cells, else all 12 of Table 1)."""
     runs = []
+    cells = options.cells if options.cells is not None else MODEL_CELLS
     for data in selected_data(grid, options.data):
-        for (model, k, layers), seed in itertools.product(MODEL_CELLS, range(options.seeds)):
+        for (model, k, layers), seed in itertools.product(cells, range(options.seeds)):
             config = options.run_config(data, model, k, layers, seed)
             runs.append(planned_run(results_dir, home_sweep(grid, config), config))
     return runs

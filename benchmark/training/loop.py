@@ -38,6 +38,7 @@ from benchmark.records import (
     remove_temporaries,
     resolve_device,
     save_checkpoint,
+    save_stage_snapshot,
     write_curves,
     write_result,
 )
@@ -339,6 +340,11 @@ def _checkpoint(state: StackedState, j: int, member: Member) -> dict | None:
                 "reason": f"non-finite parameter {name} after step {member.step}; the last "
                           "good checkpoint is kept"}
     save_checkpoint(member.run_dir, state.payload(j, member))
+    if member.step in member.stage_end_points:
+        stage = member.plan.stage_at(member.step - 1)
+        save_stage_snapshot(member.run_dir, stage.index, member.step,
+                            member.step / member.plan.steps_per_epoch,
+                            state.member_model_state(j))
     write_result(member.run_dir, _record(member, "running"))
     member.last_checkpoint = time.monotonic()
     return None

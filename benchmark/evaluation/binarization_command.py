@@ -1,0 +1,112 @@
+"""`evaluate RUN --test lm,dynamic,resampled:R [--split train] [--stage all|S]`: an MNIST run
+scored on the binarizations of the MNIST test images, and on its own training images, with its
+final model or at the end of every stage (benchmark.evaluation.test_scores says what is saved).
+A complete run's record keeps every final score under metrics.tests and every stage's under
+metrics.stages, each with its standard error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark.config import RunConfig
+from benchmark.data import binarized_test_images, load_dataset
+from benchmark.errors import UserError
+from benchmark.evaluation.command import load_trained_model
+from benchmark.evaluation.inputs import TRAIN_SUBSET_SEED, binary_split, random_subset
+from benchmark.evaluation.test_scores import (
+    ScoredImages,
+    require_mnist,
+    score_and_save,
+    test_images,
+)
+from benchmark.models import IWAEModel
+from benchmark.records import (
+    load_result,
+    load_stage_snapshot,
+    stage_snapshot_stages,
+    write_result,
+)
+
+
+def train_images(config: RunConfig, data_dir: Path, n: int | None) -> ScoredImages:
+    """The run's training images as evaluation scores them: the seeded random subset of n,
+    binarized once with the test seed when the data is dynamic (as the final evaluation)."""
+    dataset = load_dataset(config.data, data_dir)
+    index = random_subset(dataset.train.shape[0], n, TRAIN_SUBSET_SEED)
+    images = binary_split(dataset.train[index], dataset.dynamic).numpy()
+    return ScoredImages("train", [images], np.arange(len(index)))
+
+
+def stages_asked(run_dir: Path, stage: str | None) -> list[int | None]:
+    """None stands for the final model; 'all' is every stage with a snapshot."""
+    if stage is None or stage == "final":
+        return [None]
+    available = stage_snapshot_stages(run_dir)
+    if stage == "all":
+        if not available:
+            raise UserError(f"{run_dir} has no stage snapshots (stages/stage-<s>.pt): it was "
+                            "trained before they were kept, or has not finished a stage yet")
+        return list(available)
+    if not stage.isdigit() or int(stage) not in available:
+        raise UserError(f"--stage {stage}: choose all, final or one of the stages with a "
+                        f"snapshot in {run_dir}/stages ({available or 'none yet'})")
+    return [int(stage)]
+
+
+def model_at(run_dir: Path, stage: int | None, final: tuple[RunConfig, IWAEModel],
+             device: torch.device) -> tuple[IWAEModel, int, float]:
+    """(model, its step, its epoch) at the end of `stage`, or the final one."""
+    config, model = final
+    if stage is None:
+        record = load_result(run_dir) or {}
+        progress = record.get("progress") or {}
+        return model, int(progress.get("steps", -1)), float(progress.get("epochs", -1.0))
+    snapshot = load_stage_snapshot(run_dir, stage, map_location=device)
+    staged = IWAEModel(config.layers).to(device)
+    staged.load_state_dict(snapshot.model)
+    return staged, snapshot.step, snapshot.epoch
+
+
+def record_scores(run_dir: Path, scores: dict[int | None, dict[str, dict[str, Any]]]) -> bool:
+    """Add the scores to a complete run's record; False (nothing written) for other runs."""
+    record = load_result(run_dir)
+    if record is None or record.get("status") != "complete":
+        return False
+    metrics = record.setdefault("metrics", {})
+    for stage, by_name in scores.items():
+        if stage is None:
+            metrics["tests"] = {**(metrics.get("tests") or {}), **by_name}
+        else:
+            stages = dict(metrics.get("stages") or {})
+            stages[str(stage)] = {**(stages.get(str(stage)) or {}), **by_name}
+            metrics["stages"] = dict(sorted(stages.items(), key=lambda kv: int(kv[0])))
+    write_result(run_dir, record)
+    return True
+
+
+def score_binarizations_command(args: argparse.Namespace, device: torch.device) -> int:
+    run_dir = Path(args.run_dir)
+    final = load_trained_model(run_dir, device)
+    config = final[0]
+    require_mnist(config, "--test")
+    if args.split == "test" and not args.test:
+        raise UserError("--stage needs what to score: --test lm,dynamic,... and/or --split train")
+    sets = [test_images(spec, binarized_test_images(spec, args.data_dir), args.n)
+            for spec in args.test or ()]
+    if args.split == "train":
+        sets.append(train_images(config, args.data_dir, args.n))
+    scores: dict[int | None, dict[str, dict[str, Any]]] = {}
+    for stage in stages_asked(run_dir, args.stage):
+        model, step, epoch = model_at(run_dir, stage, final, device)
+        for scored in sets:
+            summary = score_and_save(model, scored, args.k, device, run_dir, stage, step, epoch)
+            scores.setdefault(stage, {})[scored.name] = summary
+            print(json.dumps(summary))
+    record_scores(run_dir, scores)
+    return 0
