@@ -10,7 +10,8 @@ says, and snr_figure.py draws it; command.py is `python -m benchmark evaluate`. 
 ais.py is annealed importance sampling along the paths of annealing_path.py with the HMC
 transitions of hmc.py, bdmc.py sandwiches log p(x) on data simulated from the model,
 ais_evaluation.py runs both over many examples in resumable batches (batch_store.py), and
-ais_command.py is `evaluate --ais` / `--bdmc`. It hands training the metrics it records when a run
+ais_command.py is `evaluate --ais` / `--bdmc`. test_scores.py and binarization_command.py score
+MNIST runs on the binarizations of the MNIST test images (`evaluate --test`), at every stage. It hands training the metrics it records when a run
 completes, and the report the per-example values and AIS/BDMC summaries saved beside them.
 """
 
@@ -53,6 +54,7 @@ EXPORTS = {  # public name: the module of this package that defines it
     "snr_figure_png": "snr_figure",
     "AGREEMENT_RULE": "gradient_agreement",
     "evaluate_command": "command",
+    "score_binarizations": "binarization_command",
     "load_trained_model": "command",
     "ais_evaluate_command": "ais_command",
     "AISSettings": "ais_evaluation",

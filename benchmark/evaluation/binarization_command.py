@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,12 @@ import numpy as np
 import torch
 
 from benchmark.config import RunConfig
-from benchmark.data import binarized_test_images, load_dataset
+from benchmark.data import (
+    BinarizedTestSet,
+    binarized_test_images,
+    load_dataset,
+    parse_test_binarization,
+)
 from benchmark.errors import UserError
 from benchmark.evaluation.command import load_trained_model
 from benchmark.evaluation.inputs import TRAIN_SUBSET_SEED, binary_split, random_subset
@@ -90,23 +96,40 @@ def record_scores(run_dir: Path, scores: dict[int | None, dict[str, dict[str, An
     return True
 
 
-def score_binarizations_command(args: argparse.Namespace, device: torch.device) -> int:
-    run_dir = Path(args.run_dir)
+def score_binarizations(run_dir: Path, tests: Sequence[BinarizedTestSet | str] = ("lm",
+                                                                              "dynamic"),
+                        *, train: bool = False, k: int = 5000, n: int | None = None,
+                        stage: str | None = None, data_dir: Path = Path("datasets"),
+                        device: torch.device | str = "cpu", echo: bool = False,
+                        ) -> dict[int | None, dict[str, dict[str, Any]]]:
+    """Score an MNIST run on test binarizations (and its training images with train=True), with
+    its final model (stage None or "final"), one stage's ("S") or every stage's ("all").
+    Returns stage (None: final) -> score name -> summary; a complete run's record keeps them."""
+    run_dir, device = Path(run_dir), torch.device(device)
+    specs = [parse_test_binarization(t) if isinstance(t, str) else t for t in tests]
     final = load_trained_model(run_dir, device)
     config = final[0]
     require_mnist(config, "--test")
-    if args.split == "test" and not args.test:
-        raise UserError("--stage needs what to score: --test lm,dynamic,... and/or --split train")
-    sets = [test_images(spec, binarized_test_images(spec, args.data_dir), args.n)
-            for spec in args.test or ()]
-    if args.split == "train":
-        sets.append(train_images(config, args.data_dir, args.n))
+    if not specs and not train:
+        raise UserError("nothing to score: name test binarizations (--test lm,dynamic,...) "
+                        "and/or the training images (--split train)")
+    sets = [test_images(spec, binarized_test_images(spec, data_dir), n) for spec in specs]
+    if train:
+        sets.append(train_images(config, data_dir, n))
     scores: dict[int | None, dict[str, dict[str, Any]]] = {}
-    for stage in stages_asked(run_dir, args.stage):
-        model, step, epoch = model_at(run_dir, stage, final, device)
+    for at in stages_asked(run_dir, stage):
+        model, step, epoch = model_at(run_dir, at, final, device)
         for scored in sets:
-            summary = score_and_save(model, scored, args.k, device, run_dir, stage, step, epoch)
-            scores.setdefault(stage, {})[scored.name] = summary
-            print(json.dumps(summary))
+            summary = score_and_save(model, scored, k, device, run_dir, at, step, epoch)
+            scores.setdefault(at, {})[scored.name] = summary
+            if echo:
+                print(json.dumps(summary))
     record_scores(run_dir, scores)
+    return scores
+
+
+def score_binarizations_command(args: argparse.Namespace, device: torch.device) -> int:
+    score_binarizations(args.run_dir, args.test or (), train=args.split == "train", k=args.k,
+                        n=args.n, stage=args.stage, data_dir=args.data_dir, device=device,
+                        echo=True)
     return 0
