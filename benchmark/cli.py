@@ -1,4 +1,4 @@
-"""`python -m benchmark ...`: the command-line contract of DESIGN.md, in one place.
+"""`python -m benchmark ...`: fetch the data, train, evaluate, sweep and report, in one place.
 
 Each subcommand's arguments are declared here; the work is done by the module that owns it.
 Errors a user can cause end in one line on stderr and exit status 2, never a traceback.
@@ -150,10 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"one or more of {', '.join(FETCH_CHOICES)} (default: all)")
     add_data_dir(p)
     p.add_argument("--mirror", action="append", default=None, metavar="URL",
-                   help="base URL laid out like ../shared/datasets, tried first (repeatable; "
-                        "env IWAE_MIRROR)")
+                   help="base URL laid out like datasets/raw/ (mnist/, binarized_mnist/, "
+                        "omniglot/), tried first (repeatable; env IWAE_MIRROR)")
     p.add_argument("--from", dest="from_dir", type=Path, default=None, metavar="DIR",
-                   help="copy and verify from a local folder laid out like ../shared/datasets")
+                   help="copy and verify from a local folder laid out like datasets/raw/ "
+                        "(mnist/, binarized_mnist/, omniglot/)")
 
     p = sub.add_parser("info", help="which dataset files are present and verified, and the splits")
     add_data_dir(p)
@@ -255,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, default=None)
     p.add_argument("--eval-k", type=positive_int, default=None)
     p.add_argument("--eval-n", type=positive_int, default=None)
+    p.add_argument("--tests", type=test_binarizations, default=None, metavar="NAME[,NAME...]",
+                   help="MNIST runs: once trained, also score each complete run on these "
+                        "binarizations of the MNIST test images (lm, dynamic, resampled:R) and "
+                        "on its training images, at its own --eval-k and --eval-n")
+    p.add_argument("--stage-k", type=positive_int, default=None, metavar="K",
+                   help="with --tests: also score the model saved at every stage end, with L_K")
     p.add_argument("--no-group", action="store_true",
                    help="train every run alone (default: compatible runs, same layers, "
                         "samples per example, fidelity and device, train together as batched "
@@ -273,18 +280,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("oracle", help="run the authors' own code beside the suite and compare")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help="steps of every lockstep case (default: per case, see README)")
+                   help="steps of every lockstep case (default: per case, see --list)")
     p.add_argument("--configs", nargs="+", default=None, metavar="PATTERN",
                    help="cases whose id matches a pattern, e.g. 'mnist-dynamic_iwae_*'")
     p.add_argument("--short", action="store_true", help="the short check `make test` runs")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.add_argument("--from", dest="from_dir", type=Path, default=None, metavar="DIR",
-                   help="a folder holding the authors' files (default: $IWAE_ORACLE_FROM, else "
-                        "../shared/reference/authors-code/files when present)")
+                   help="a folder holding the authors' nine files (iwae.py, experiments.py, ...) "
+                        "as in their repository; default: $IWAE_ORACLE_FROM, else a developer's "
+                        "local mirror beside the checkout when there is one, else downloaded from "
+                        "github:yburda/iwae; always verified by checksum)")
     p.add_argument("--keep-work", action="store_true", help="keep draws and snapshots")
     p.add_argument("--independent", action="store_true",
                    help="independent runs instead of the lockstep: each side its own seeds, "
-                        "both scored by L_k on one binary test set (see README)")
+                        "both scored by L_k on one binary test set (docs/protocol-and-fidelity.md)")
     p.add_argument("--epochs", type=positive_float, default=1.0,
                    help="--independent: training length in epochs (default 1)")
     p.add_argument("--seeds", type=positive_int, default=3,
