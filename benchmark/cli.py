@@ -68,6 +68,16 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
                    help="fast numerics on the CPU without torch.compile (no C++ compiler)")
 
 
+def add_trust_flag(p: argparse.ArgumentParser) -> None:
+    """The opt-in to read checkpoints pickled by older versions (they can run code when read)."""
+    from benchmark.records.pickled_checkpoints import TRUST_ENV, TRUST_FLAG
+
+    p.add_argument(TRUST_FLAG, action="store_true",
+                   help="read the pickled checkpoints older versions wrote (reading a pickle can "
+                        "run code it holds: only for run folders you trust) and rewrite them as "
+                        f"plain tensors; the same as {TRUST_ENV}=1")
+
+
 def unit_interval(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -184,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run directory (default: results/runs/<run-id>)")
     p.add_argument("--checkpoint-every", type=positive_float, default=300.0, metavar="SECONDS",
                    help="checkpoint at least this often inside long stages (default 300)")
+    add_trust_flag(p)
     add_execution_flags(p)
 
     p = sub.add_parser("evaluate", help="re-evaluate a trained run")
@@ -204,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     add_data_dir(p)
     add_ais_flags(p)
+    add_trust_flag(p)
 
     p = sub.add_parser("diagnose", help="gradient diagnostics of a trained run (or of the "
                                         "initial model): --snr")
@@ -232,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default RUN_DIR/diagnostics, or "
                         "results/diagnostics/init_...)")
     add_data_dir(p)
+    add_trust_flag(p)
 
     p = sub.add_parser("sweep", help="train and evaluate a grid of runs")
     p.add_argument("grid", choices=GRIDS)
@@ -269,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_execution_flags(p)
     add_data_dir(p)
     p.add_argument("--results", type=Path, default=Path("results"))
+    add_trust_flag(p)
 
     p = sub.add_parser("report", help="write the HTML report and tables")
     p.add_argument("--results", type=Path, default=Path("results"))
@@ -321,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
 def dispatch(args: argparse.Namespace) -> int:
     if getattr(args, "data_dir", "unset") is None:
         args.data_dir = default_data_dir()
+    if getattr(args, "trust_pickled_checkpoints", False):
+        from benchmark.records.pickled_checkpoints import trust
+
+        trust()
     if args.command == "fetch":
         from benchmark.data import fetch_command
 

@@ -4,6 +4,10 @@ later) resumes from a checkpoint that verifies.
 
 A checkpoint holds everything an exact resume needs: model and optimizer state, the position in
 the schedule, every random generator's state, the learning-curve rows so far, and the time spent.
+It is stored as tensors and plain values (checkpoint_format) and read with
+torch.load(weights_only=True): opening a run folder from elsewhere never runs code from it. The
+pickled checkpoints of older versions are read only on an opt-in (pickled_checkpoints), and then
+rewritten in the plain form once.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import pickle
 import re
 import sys
 from pathlib import Path
@@ -19,6 +24,7 @@ from typing import Any
 import torch
 
 from benchmark.errors import UserError
+from benchmark.records.checkpoint_format import from_file, to_file
 from benchmark.records.fileio import (
     atomic_write_bytes,
     atomic_write_json,
@@ -26,6 +32,7 @@ from benchmark.records.fileio import (
     read_json,
     remove_temporaries,
 )
+from benchmark.records.pickled_checkpoints import load_pickled, refusal, trusted
 
 CHECKPOINT_DIR = "checkpoints"
 # What to do when no checkpoint verifies, for a run still to train; {folder} is the checkpoints.
@@ -62,8 +69,14 @@ def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
     step = int(payload["step"])
     if _verified(run_dir, step):  # the same step is the same state: never rewrite it in place
         return
+    _write(run_dir, step, payload)
+    _remove_older_than_previous(run_dir, step)
+
+
+def _write(run_dir: Path, step: int, payload: dict[str, Any]) -> None:
+    """The checkpoint of `step` in its plain form, with its checksum, checked on disk."""
     buffer = io.BytesIO()
-    torch.save(payload, buffer)
+    torch.save(to_file(payload), buffer)
     data = buffer.getvalue()
     pt, checksum = _paths(run_dir, step)
     atomic_write_bytes(pt, data)
@@ -73,7 +86,6 @@ def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
             path.unlink(missing_ok=True)
         raise OSError(errno.EIO, "the checkpoint just written does not read back as written "
                       "(a storage fault); the previous checkpoint is kept", str(pt))
-    _remove_older_than_previous(run_dir, step)
 
 
 def _remove_older_than_previous(run_dir: Path, step: int) -> None:
@@ -109,8 +121,7 @@ def load_latest_checkpoint(run_dir: Path, map_location: str | torch.device = "cp
     steps = checkpoint_steps(run_dir)
     for step in steps:
         if _verified(run_dir, step):
-            return torch.load(_paths(run_dir, step)[0], map_location=map_location,
-                              weights_only=False)
+            return _read(run_dir, step, map_location, advice)
         print(f"warning: checkpoint of step {step} in {run_dir} does not match its checksum "
               "(a write cut short, or a file corrupted since); trying an older one",
               file=sys.stderr)
@@ -119,3 +130,43 @@ def load_latest_checkpoint(run_dir: Path, map_location: str | torch.device = "cp
         raise UserError(f"none of the {len(steps)} checkpoint(s) in {folder} matches its "
                         f"checksum; {advice.format(folder=folder)}")
     return None
+
+
+def _read(run_dir: Path, step: int, map_location: str | torch.device, advice: str
+          ) -> dict[str, Any]:
+    """A verified checkpoint, read without unpickling code; a pickled one only on the opt-in,
+    and then converted. UserError in one line for anything else that is not a checkpoint."""
+    pt = _paths(run_dir, step)[0]
+    try:
+        data = torch.load(pt, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:  # the weights-only unpickler met something else
+        if not trusted():
+            raise refusal(pt) from err
+        data = _convert(run_dir, step, map_location)
+    except Exception as err:  # a zip or tensor-storage error: a hostile or foreign file
+        raise UserError(f"{pt} is not a checkpoint this suite can read ({_first_line(err)}); "
+                        f"{advice.format(folder=pt.parent)}") from err
+    if not isinstance(data, dict):
+        raise UserError(f"{pt} is not a checkpoint (it holds a {type(data).__name__})")
+    return from_file(data)
+
+
+def _convert(run_dir: Path, step: int, map_location: str | torch.device) -> Any:
+    """A trusted pickled checkpoint, rewritten in the plain form (one notice) so that it never
+    needs the opt-in again; read as it is when it cannot be rewritten (a read-only folder)."""
+    pt = _paths(run_dir, step)[0]
+    payload = load_pickled(pt, map_location="cpu")  # saved from the CPU, whatever the device
+    try:
+        _write(run_dir, step, from_file(payload))
+    except (OSError, TypeError) as err:
+        print(f"warning: read the pickled checkpoint {pt} (trusted), but could not rewrite it "
+              f"as plain tensors ({_first_line(err)})", file=sys.stderr)
+        return load_pickled(pt, map_location=map_location)
+    print(f"note: rewrote the pickled checkpoint {pt} (trusted) as plain tensors; it is read "
+          "without the opt-in from now on", file=sys.stderr)
+    return torch.load(pt, map_location=map_location, weights_only=True)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
