@@ -25,7 +25,7 @@ ALLOWED = {
     "sweeps": {CORE, "records", "data", "training"},
     "report": {CORE, "records"},
 }
-TOP_LEVEL = {"cli", "__main__"}  # the command line: may import every stage
+TOP_LEVEL = {"cli", "__main__", "api"}  # the command line and the Python API: import any stage
 
 
 def stage_of(module: str) -> str:

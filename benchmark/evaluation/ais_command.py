@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from benchmark.config import RunConfig
 from benchmark.data import load_dataset
 from benchmark.errors import UserError
 from benchmark.evaluation.ais import chain_standard_error
@@ -56,39 +58,72 @@ BELOW_BOUND_SE = 3.0  # AIS this many paired standard errors below L_k: too few 
 
 
 def ais_evaluate_command(args: argparse.Namespace) -> int:
+    """`evaluate RUN_DIR --ais | --bdmc ...`: evaluate_run_ais and evaluate_run_bdmc, each
+    summary printed as one JSON line."""
     if args.split != "test":
         raise UserError("--ais scores the test split and --bdmc its own simulated data; "
                         "drop --split train")
     device = resolve_device(args.device)
-    run_dir = Path(args.run_dir)
+    settings = {"chains": args.chains, "leapfrog": args.leapfrog, "start": args.ais_start,
+                "batch": args.ais_batch, "device": device}
+    if args.ais:
+        for summary in evaluate_run_ais(args.run_dir, intermediate=args.intermediate, n=args.n,
+                                        k=args.k, data_dir=args.data_dir, **settings):
+            print(json.dumps(summary))
+    if args.bdmc:
+        summary = evaluate_run_bdmc(args.run_dir, intermediate=args.intermediate,
+                                    simulated=args.simulated, **settings)
+        print(json.dumps(summary))
+    return 0
+
+
+def complete_model(run_dir: Path, device: torch.device) -> tuple[RunConfig, IWAEModel, str]:
+    """A complete run's final model, frozen, and the digest of its parameters."""
     config, model = load_trained_model(run_dir, device)
     status = (load_result(run_dir) or {}).get("status")
     if status != "complete":
         raise UserError(f"{run_dir} is {status}, not complete; AIS is recorded in result.json "
                         "only for a finished run: finish (or resume) its training first")
     model.requires_grad_(False)
-    digest = model_digest(model)
-    steps = args.intermediate
-    if args.ais:
-        dataset = load_dataset(config.data, args.data_dir)
-        inputs = evaluation_inputs(dataset, config, split_n=args.n)
-        x, index = inputs.test[inputs.test_index], inputs.test_index
-        for T in steps or (DEFAULT_STEPS,):
-            settings = settings_from(args, T)
-            summary = run_ais_evaluation(run_dir, model, x.to(device), index, settings, args.k,
-                                         digest, device)
-            print(json.dumps(summary))
-    if args.bdmc:
-        settings = settings_from(args, 1)
-        summary = run_bdmc_evaluation(run_dir, model, args.simulated or BDMC_DEFAULT_SIMULATED,
-                                      tuple(steps or BDMC_DEFAULT_STEPS), settings, digest)
-        print(json.dumps(summary))
-    return 0
+    return config, model, model_digest(model)
 
 
-def settings_from(args: argparse.Namespace, steps: int) -> AISSettings:
-    return AISSettings(steps=steps, chains=args.chains, leapfrog=args.leapfrog,
-                       start=args.ais_start, batch=args.ais_batch)
+def evaluate_run_ais(run_dir: Path, *, intermediate: Sequence[int] | None = None,
+                     chains: int = 16, leapfrog: int = 10, start: str = "prior",
+                     batch: int = 100, n: int | None = None, k: int = 5000,
+                     data_dir: Path = Path("datasets"), device: torch.device | str = "auto",
+                     ) -> list[dict[str, Any]]:
+    """AIS estimates of log p(x) on a complete run's seeded test subset (n examples; None: all),
+    one evaluation per number of intermediate distributions T (default 10,000), each beside
+    L_k on the same examples; saved under RUN_DIR/evaluations and recorded in result.json
+    (metrics.ais, metrics.ais_evaluations). Returns the summaries; an interrupted evaluation
+    resumes with the same numbers when called again."""
+    run_dir = Path(run_dir)
+    device = resolve_device(device) if isinstance(device, str) else device
+    config, model, digest = complete_model(run_dir, device)
+    dataset = load_dataset(config.data, Path(data_dir))
+    inputs = evaluation_inputs(dataset, config, split_n=n)
+    x, index = inputs.test[inputs.test_index], inputs.test_index
+    return [run_ais_evaluation(run_dir, model, x.to(device), index,
+                               AISSettings(steps=T, chains=chains, leapfrog=leapfrog,
+                                           start=start, batch=batch), k, digest, device)
+            for T in intermediate or (DEFAULT_STEPS,)]
+
+
+def evaluate_run_bdmc(run_dir: Path, *, intermediate: Sequence[int] | None = None,
+                      simulated: int | None = None, chains: int = 16, leapfrog: int = 10,
+                      start: str = "prior", batch: int = 100,
+                      device: torch.device | str = "auto") -> dict[str, Any]:
+    """Bidirectional Monte Carlo on `simulated` examples (default 100) drawn from a complete
+    run's model: forward and reverse AIS bound log p(x) from below and above for every number
+    of intermediate distributions T (default 100, 1,000, 10,000); saved under
+    RUN_DIR/evaluations and recorded in result.json (metrics.bdmc). Returns the summary."""
+    run_dir = Path(run_dir)
+    device = resolve_device(device) if isinstance(device, str) else device
+    _, model, digest = complete_model(run_dir, device)
+    settings = AISSettings(steps=1, chains=chains, leapfrog=leapfrog, start=start, batch=batch)
+    return run_bdmc_evaluation(run_dir, model, simulated or BDMC_DEFAULT_SIMULATED,
+                               tuple(intermediate or BDMC_DEFAULT_STEPS), settings, digest)
 
 
 def model_digest(model: IWAEModel) -> str:

@@ -6,10 +6,10 @@ executes; executors.py runs tasks in a local process pool or on Ray, whose worke
 die with their sweep; locks.py keeps two sweeps off one run; run_state.py and availability.py read
 the results folder and the data before anything trains; cost_model.py prices the tasks of a sweep on
 this machine, calibration.py times them there, projection.py prints what a sweep will cost before it
-trains and eta.py its ETA while it runs; progress.py is the display; command.py is `python -m
-benchmark sweep`, doctor.py `python -m benchmark doctor` (this machine: checks, timings,
-projections). It hands the report a results folder of one directory per run, each with its result
-record.
+trains and eta.py its ETA while it runs; progress.py is the display; grid_sweep.py sweeps a grid
+from Python (sweep_grid); command.py is `python -m benchmark sweep`, doctor.py `python -m
+benchmark doctor` (this machine: checks, timings, projections). It hands the report a results
+folder of one directory per run, each with its result record.
 """
 
 from benchmark.exports import lazy_exports
@@ -20,6 +20,8 @@ EXPORTS = {  # public name: the module of this package that defines it
     "SweepOptions": "grids",
     "expand_grid": "grids",
     "run_sweep": "driver",
+    "sweep_grid": "grid_sweep",
+    "sweep_options": "grid_sweep",
     "SweepReport": "driver",
     "sweep_command": "command",
     "doctor_command": "doctor",
