@@ -70,7 +70,7 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
 
 def add_trust_flag(p: argparse.ArgumentParser) -> None:
     """The opt-in to read checkpoints pickled by older versions (they can run code when read)."""
-    from benchmark.records.pickled_checkpoints import TRUST_ENV, TRUST_FLAG
+    from benchmark.records import TRUST_ENV, TRUST_FLAG
 
     p.add_argument(TRUST_FLAG, action="store_true",
                    help="read the pickled checkpoints older versions wrote (reading a pickle can "
@@ -336,9 +336,9 @@ def dispatch(args: argparse.Namespace) -> int:
     if getattr(args, "data_dir", "unset") is None:
         args.data_dir = default_data_dir()
     if getattr(args, "trust_pickled_checkpoints", False):
-        from benchmark.records.pickled_checkpoints import trust
+        from benchmark.records import trust_pickled_checkpoints
 
-        trust()
+        trust_pickled_checkpoints()
     if args.command == "fetch":
         from benchmark.data import fetch_command
 

@@ -22,7 +22,7 @@ ALLOWED = {
     "evaluation": {CORE, "records", "data", "models"},
     "training": {CORE, "records", "data", "models", "evaluation"},
     "oracle": {CORE, "records", "data", "models", "evaluation", "training", "report"},
-    "sweeps": {CORE, "records", "data", "training"},
+    "sweeps": {CORE, "records", "data", "evaluation", "training"},
     "report": {CORE, "records"},
 }
 TOP_LEVEL = {"cli", "__main__", "api"}  # the command line and the Python API: import any stage

@@ -11,8 +11,9 @@ ais.py is annealed importance sampling along the paths of annealing_path.py with
 transitions of hmc.py, bdmc.py sandwiches log p(x) on data simulated from the model,
 ais_evaluation.py runs both over many examples in resumable batches (batch_store.py), and
 ais_command.py is `evaluate --ais` / `--bdmc`. test_scores.py and binarization_command.py score
-MNIST runs on the binarizations of the MNIST test images (`evaluate --test`), at every stage. It hands training the metrics it records when a run
-completes, and the report the per-example values and AIS/BDMC summaries saved beside them.
+MNIST runs on the binarizations of the MNIST test images (`evaluate --test`), at every stage.
+It hands training the metrics it records when a run completes, and the report the per-example
+values and AIS/BDMC summaries saved beside them.
 """
 
 from benchmark.exports import lazy_exports

@@ -49,6 +49,7 @@ from benchmark.records import (
     atomic_write,
     atomic_write_json,
     load_result,
+    read_array,
     resolve_device,
     write_result,
 )
@@ -190,8 +191,9 @@ def bound_on_examples(run_dir: Path, model: IWAEModel, x: torch.Tensor, index: n
     record = load_result(run_dir) or {}
     metrics = record.get("metrics") or {}
     try:
-        saved = np.load(run_dir / "loglik_test.npy")
-        saved_index = np.load(run_dir / "loglik_test_index.npy")
+        # inside the run folder, never unpickled (a RecordError is a ValueError)
+        saved = read_array(run_dir, "loglik_test.npy")
+        saved_index = read_array(run_dir, "loglik_test_index.npy")
     except (OSError, ValueError):
         saved = saved_index = None
     if saved is not None and metrics.get("eval_k") == k and saved.shape == saved_index.shape:

@@ -38,7 +38,8 @@ class BatchStore:
 
     def load(self, key: str) -> dict[str, np.ndarray] | None:
         try:
-            with np.load(self._path(key)) as data:
+            # allow_pickle=False: a batch file holds numbers; an object array would run code
+            with np.load(self._path(key), allow_pickle=False) as data:
                 return {name: data[name] for name in data.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             return None

@@ -24,7 +24,12 @@ from benchmark.data import (
 )
 from benchmark.errors import UserError
 from benchmark.evaluation.command import load_trained_model
-from benchmark.evaluation.inputs import TRAIN_SUBSET_SEED, binary_split, random_subset
+from benchmark.evaluation.inputs import (
+    TRAIN_SUBSET_N,
+    TRAIN_SUBSET_SEED,
+    binary_split,
+    random_subset,
+)
 from benchmark.evaluation.test_scores import (
     ScoredImages,
     require_mnist,
@@ -40,11 +45,12 @@ from benchmark.records import (
 )
 
 
-def train_images(config: RunConfig, data_dir: Path, n: int | None) -> ScoredImages:
-    """The run's training images as evaluation scores them: the seeded random subset of n,
-    binarized once with the test seed when the data is dynamic (as the final evaluation)."""
+def train_images(config: RunConfig, data_dir: Path) -> ScoredImages:
+    """The run's training images as its final evaluation scores them when cut short: the seeded
+    random subset of TRAIN_SUBSET_N, binarized once with the test seed when the data is dynamic
+    (fixed data: its own draw, the one it was trained on)."""
     dataset = load_dataset(config.data, data_dir)
-    index = random_subset(dataset.train.shape[0], n, TRAIN_SUBSET_SEED)
+    index = random_subset(dataset.train.shape[0], TRAIN_SUBSET_N, TRAIN_SUBSET_SEED)
     images = binary_split(dataset.train[index], dataset.dynamic).numpy()
     return ScoredImages("train", [images], np.arange(len(index)))
 
@@ -102,7 +108,8 @@ def score_binarizations(run_dir: Path, tests: Sequence[BinarizedTestSet | str] =
                         stage: str | None = None, data_dir: Path = Path("datasets"),
                         device: torch.device | str = "cpu", echo: bool = False,
                         ) -> dict[int | None, dict[str, dict[str, Any]]]:
-    """Score an MNIST run on test binarizations (and its training images with train=True), with
+    """Score an MNIST run on test binarizations (n of the test images: a seeded subset, all when
+    None) and, with train=True, on TRAIN_SUBSET_N of its training images, with
     its final model (stage None or "final"), one stage's ("S") or every stage's ("all").
     Returns stage (None: final) -> score name -> summary; a complete run's record keeps them."""
     run_dir, device = Path(run_dir), torch.device(device)
@@ -115,7 +122,7 @@ def score_binarizations(run_dir: Path, tests: Sequence[BinarizedTestSet | str] =
                         "and/or the training images (--split train)")
     sets = [test_images(spec, binarized_test_images(spec, data_dir), n) for spec in specs]
     if train:
-        sets.append(train_images(config, data_dir, n))
+        sets.append(train_images(config, data_dir))
     scores: dict[int | None, dict[str, dict[str, Any]]] = {}
     for at in stages_asked(run_dir, stage):
         model, step, epoch = model_at(run_dir, at, final, device)

@@ -33,7 +33,6 @@ from benchmark.models import IWAEModel
 from benchmark.records import atomic_write_json, read_json
 
 EVALUATIONS_DIR = "evaluations"
-MNIST_TEST_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def require_mnist(config: RunConfig, what: str) -> None:
 def test_images(spec: BinarizedTestSet, draws: list[np.ndarray], n: int | None) -> ScoredImages:
     """A test binarization's images, restricted to the seeded random subset of n (all: None)."""
     return ScoredImages(f"test-{spec.token}", draws,
-                        random_subset(MNIST_TEST_SIZE, n, EVAL_SUBSET_SEED))
+                        random_subset(len(draws[0]), n, EVAL_SUBSET_SEED))
 
 
 def output_paths(run_dir: Path, stage: int | None, name: str, k: int, n: int

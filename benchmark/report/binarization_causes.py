@@ -3,9 +3,10 @@ binarization-causes grid (benchmark.report.decomposition does the arithmetic).
 
 Runs are matched by everything but their data condition (fidelity, schedule and cut, model, k,
 layers, seed); each match is one seed of one cell. Its scores are the per-image log-likelihoods
-that `evaluate RUN --test lm,dynamic --split train --stage all` recorded: the final model's
-under metrics.tests, each stage end's under metrics.stages. Only scores with the same k, the
-same images and the same test binarization are ever paired.
+that `evaluate RUN --test lm,dynamic --split train [--stage all]` saved in the run's
+evaluations folder (benchmark.evaluation.test_scores): the final model's of a complete run, and
+every stage end's, also of a run still training (a stage snapshot does not change). Only
+scores with the same k, and test scores on the same images, are ever paired.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.records import read_json
 from benchmark.report.decomposition import (
     CONDITIONS,
     DYNAMIC,
@@ -62,13 +64,22 @@ class CellKey:
 
 @dataclass(frozen=True)
 class Score:
-    """One recorded score: its summary and where its per-image values lie."""
+    """One score on disk: its JSON summary and the folder of its per-image values."""
 
     summary: dict[str, Any]
     folder: Path
 
+    @property
+    def k(self) -> int:
+        return int(self.summary["k"])
+
+    @property
+    def n(self) -> int:
+        return int(self.summary["n"])
+
     def values(self) -> np.ndarray | None:
-        """The per-image log-likelihoods (and their image index), or None when unreadable."""
+        """(2, n): the image indices and their log-likelihoods, or None when unreadable. Only
+        file names are used: a recorded path never leads outside the run's folder."""
         try:
             values = np.load(self.folder / Path(str(self.summary["loglik"])).name,
                              allow_pickle=False)
@@ -76,13 +87,44 @@ class Score:
                             allow_pickle=False)
         except (OSError, ValueError, KeyError):
             return None
-        if values.dtype.kind != "f" or values.shape != index.shape or values.ndim != 1:
+        if values.dtype.kind != "f" or values.shape != index.shape or values.ndim != 1 or \
+                index.dtype.kind not in "iu" or not np.isfinite(values).all():
             return None
         return np.stack([index.astype(np.float64), values])
 
-    @property
-    def pairing(self) -> tuple:
-        return (self.summary.get("k"), self.summary.get("n"))
+
+def readable_summary(path: Path) -> dict[str, Any] | None:
+    """A score's JSON summary when it has the fields the section needs, with sane types."""
+    try:
+        summary = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(summary, dict):
+        return None
+    fields_ok = (isinstance(summary.get("name"), str) and isinstance(summary.get("k"), int)
+                 and isinstance(summary.get("n"), int) and isinstance(summary.get("loglik"), str)
+                 and isinstance(summary.get("index"), str)
+                 and isinstance(summary.get("epoch"), int | float))
+    return summary if fields_ok else None
+
+
+def scores_of(run: Run) -> dict[str, dict[str, list[Score]]]:
+    """point (FINAL, or the stage index as text) -> score name -> every score on disk, from the
+    run's evaluations folder (stage-end scores of a run still training count too)."""
+    out: dict[str, dict[str, list[Score]]] = {}
+    folder = run.run_dir / EVALUATIONS_DIR
+    places = [(FINAL, folder)] + [
+        (p.name.removeprefix("stage-"), p) for p in sorted(folder.glob("stage-*"))
+        if p.name.removeprefix("stage-").isdigit() and p.is_dir() and not p.is_symlink()]
+    for point, place in places:
+        if point == FINAL and run.status != "complete":
+            continue  # a final score of a run still training is of a model that moved on
+        for path in sorted(place.glob("*.json")):
+            summary = readable_summary(path)
+            if summary is not None and summary["name"] in (*TESTS, "train"):
+                out.setdefault(point, {}).setdefault(summary["name"], []).append(
+                    Score(summary, place))
+    return out
 
 
 def cell_key(run: Run) -> CellKey:
@@ -92,30 +134,12 @@ def cell_key(run: Run) -> CellKey:
                    int(run.k or 0), int(run.layers or 0))
 
 
-def scores_of(run: Run) -> dict[str, dict[str, Score]]:
-    """point (FINAL or the stage index as text) -> score name -> Score."""
-    metrics = run.metrics
-    out: dict[str, dict[str, Score]] = {}
-    evaluations = run.run_dir / EVALUATIONS_DIR
-    tests = metrics.get("tests")
-    if isinstance(tests, dict):
-        out[FINAL] = {name: Score(s, evaluations) for name, s in tests.items()
-                      if isinstance(s, dict)}
-    stages = metrics.get("stages")
-    if isinstance(stages, dict):
-        for stage, by_name in stages.items():
-            if isinstance(by_name, dict) and str(stage).isdigit():
-                out[str(stage)] = {name: Score(s, evaluations / f"stage-{stage}")
-                                   for name, s in by_name.items() if isinstance(s, dict)}
-    return out
-
-
 def causes_runs(runs: Sequence[Run]) -> dict[CellKey, dict[int, dict[str, Run]]]:
-    """Complete runs of the three conditions: cell -> seed -> condition -> run."""
+    """Runs of the three conditions (complete or still training): cell -> seed -> condition."""
     cells: dict[CellKey, dict[int, dict[str, Run]]] = {}
     for run in runs:
-        if run.data in CONDITIONS and run.is_plain and run.status == "complete" and \
-                run.init_from is None and run.seed is not None:
+        if run.data in CONDITIONS and run.is_plain and run.status in ("complete", "running") \
+                and run.init_from is None and run.seed is not None:
             cells.setdefault(cell_key(run), {}).setdefault(int(run.seed), {})[run.data] = run
     return cells
 
@@ -132,60 +156,69 @@ class PointResult:
     n: int | None
 
 
+def common_k(found: dict[tuple[str, str], list[Score]]) -> int | None:
+    """The largest k every found score name was computed with (scores pair only at one k)."""
+    ks = [{s.k for s in scores} for scores in found.values()]
+    shared = set.intersection(*ks) if ks else set()
+    return max(shared) if shared else None
+
+
 def seed_scores(by_condition: dict[str, Run], point: str
-                ) -> tuple[dict[tuple[str, str], np.ndarray], float | None, tuple | None]:
-    """(condition, score name) -> per-image values of one seed at one point, when every score
-    shares k and images; with the point's epoch and that (k, n)."""
-    found: dict[tuple[str, str], Score] = {}
-    for condition, run in by_condition.items():
-        for name, score in scores_of(run).get(point, {}).items():
-            if name in (*TESTS, "train"):
-                found[(condition, name)] = score
-    pairing = {s.pairing for key, s in found.items() if key[1] in TESTS}
-    if len(pairing) != 1:
+                ) -> tuple[dict[tuple[str, str], np.ndarray], float | None, int | None]:
+    """(condition, score name) -> per-image values of one seed at one point, all at one k and,
+    for the test binarizations, on the same images; with the point's epoch and that k."""
+    found = {(condition, name): scores for condition, run in by_condition.items()
+             for name, scores in scores_of(run).get(point, {}).items()}
+    k = common_k(found)
+    if k is None:
         return {}, None, None
     values, epoch = {}, None
-    for key, score in found.items():
-        if key[1] != "train" and score.pairing not in pairing:
-            continue
+    for key, scores in found.items():
+        score = max((s for s in scores if s.k == k), key=lambda s: s.n)
         array = score.values()
         if array is not None:
             values[key] = array
-        epoch = score.summary.get("epoch", epoch)
+            epoch = float(score.summary["epoch"])
     tests = [a for key, a in values.items() if key[1] in TESTS]
     if tests and any(not np.array_equal(tests[0][0], a[0]) for a in tests):
         return {}, None, None  # not the same images: nothing pairs
-    return {key: a[1] for key, a in values.items()}, epoch, next(iter(pairing))
+    return {key: a[1] for key, a in values.items()}, epoch, k
 
 
 def point_result(seeds: dict[int, dict[str, Run]], point: str) -> PointResult | None:
     per_effect: dict[str, list[PairedDifference]] = {}
     per_nll: dict[tuple[str, str], list[PairedDifference]] = {}
-    epochs, pairing = None, None
+    epochs, k, n = None, None, None
     for seed in sorted(seeds):
-        scores, epoch, seed_pairing = seed_scores(seeds[seed], point)
+        scores, epoch, seed_k = seed_scores(seeds[seed], point)
         if not scores:
             continue
-        epochs, pairing = epoch if epoch is not None else epochs, seed_pairing
-        for name, diff in decompose({k: v for k, v in scores.items() if k[1] in TESTS}).items():
+        epochs, k = epoch if epoch is not None else epochs, seed_k
+        tests = {key: v for key, v in scores.items() if key[1] in TESTS}
+        n = next((v.size for v in tests.values()), n)
+        for name, diff in decompose(tests).items():
             per_effect.setdefault(name, []).append(diff)
         for key, values in scores.items():
-            nll = -float(np.mean(values))
-            se = float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 \
-                else float("nan")
-            per_nll.setdefault(key, []).append(PairedDifference(nll, se, values.size))
+            per_nll.setdefault(key, []).append(nll_estimate(values))
     if not per_nll:
         return None
-    return PointResult(point, epochs, {n: over_seeds(d) for n, d in per_effect.items()},
-                       {key: over_seeds(d) for key, d in per_nll.items()},
-                       pairing[0] if pairing else None, pairing[1] if pairing else None)
+    return PointResult(point, epochs, {name: over_seeds(d) for name, d in per_effect.items()},
+                       {key: over_seeds(d) for key, d in per_nll.items()}, k, n)
+
+
+def nll_estimate(ll: np.ndarray) -> PairedDifference:
+    """A mean NLL with its standard error (a difference from zero, so the same type)."""
+    se = float(np.std(ll, ddof=1) / np.sqrt(ll.size)) if ll.size > 1 else float("nan")
+    return PairedDifference(-float(np.mean(ll)), se, int(ll.size))
 
 
 def cell_results(seeds: dict[int, dict[str, Run]]) -> list[PointResult]:
     """Every stage end, then the final model, that has scores."""
-    points = sorted({p for by_condition in seeds.values() for run in by_condition.values()
-                     for p in scores_of(run) if p != FINAL}, key=int) + [FINAL]
-    return [r for p in points if (r := point_result(seeds, p)) is not None]
+    points = {p for by_condition in seeds.values() for run in by_condition.values()
+              for p in scores_of(run)}
+    ordered = sorted((p for p in points if p != FINAL), key=int) + \
+        ([FINAL] if FINAL in points else [])
+    return [r for p in ordered if (r := point_result(seeds, p)) is not None]
 
 
 def summary_cell(s: SeedSummary | None) -> Cell:

@@ -6,14 +6,13 @@ schedule to its last epoch with nothing cut; everything else is shown for what i
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmark.config import CONTINUATION_EPOCHS, GRID_DATA, PROTOCOL_EPOCHS, objective_label
-from benchmark.records import RESULT_FILE, iter_results, read_json
+from benchmark.records import folder_problems, iter_results, scan_results
 
 PAPER_EVAL_K = 5000
 CUT_KEYS = ("stages", "epochs", "steps")
@@ -254,17 +253,13 @@ def load_runs(results_dir: Path) -> list[Run]:
 
 
 def unreadable_records(results_dir: Path) -> list[tuple[Path, str]]:
-    """result.json files that are not records (iter_results skips them): (run_dir, why)."""
-    found = []
-    for path in sorted(Path(results_dir).glob(f"**/{RESULT_FILE}")):
-        try:
-            record = read_json(path)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            found.append((path.parent, f"unreadable {RESULT_FILE}: {err}"))
-            continue
-        if not isinstance(record, dict):
-            found.append((path.parent, f"unreadable {RESULT_FILE}: a JSON "
-                                       f"{type(record).__name__}, not a record"))
+    """(run_dir, why), one line each: the result.json files the records' validating reader
+    refuses (load_runs skips them), and what it refuses in the folders of the runs it reads (a
+    link leading outside the folder, an array of Python objects)."""
+    records, refused = scan_results(results_dir)
+    found = [(run_dir, f"unreadable {why}") for run_dir, why in refused]
+    for run_dir, record in records:
+        found += [(run_dir, f"refused {why}") for why in folder_problems(run_dir, record)]
     return found
 
 

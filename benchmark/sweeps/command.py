@@ -13,8 +13,15 @@ from benchmark.errors import UserError
 from benchmark.records import resolve_device
 from benchmark.sweeps.availability import record_unselected_unavailable
 from benchmark.sweeps.driver import run_sweep
-from benchmark.sweeps.executors import Executor, check_gpus_per_run, import_ray, make_executor
+from benchmark.sweeps.executors import (
+    Executor,
+    available_cores,
+    check_gpus_per_run,
+    import_ray,
+    make_executor,
+)
 from benchmark.sweeps.grids import GRIDS, SweepOptions, expand_grid, parse_cell
+from benchmark.sweeps.test_scoring import TestScoring, score_runs
 from benchmark.training import execution_from_args
 
 
@@ -69,10 +76,22 @@ def sweep_command(args: argparse.Namespace) -> int:
                              uses_gpu=uses_gpu)
 
     check_executor_flags(args)
+    if args.stage_k is not None and not args.tests:
+        raise UserError("--stage-k scores the stage snapshots on the --tests binarizations: "
+                        "add --tests lm,dynamic (or others)")
     record_unselected_unavailable(args.grid, options, plan, args.results, Path(args.data_dir))
     with termination_as_interrupt():
         report = run_sweep(args.grid, plan, data_dir=Path(args.data_dir),
                            executor_factory=executor_factory, group=not args.no_group,
                            options=execution_from_args(args))
     print(report.summary_line(), file=sys.stdout if report.ok else sys.stderr)
+    if args.tests:
+        scoring = TestScoring(tuple(t.name for t in args.tests), args.stage_k)
+        failures = score_runs(plan, scoring, Path(args.data_dir), str(resolve_device(args.device)),
+                              args.workers or available_cores(),
+                              lambda text: print(text, file=sys.stderr, flush=True))
+        if failures:
+            print(f"{len(failures)} run(s) could not be scored on the test binarizations "
+                  f"({', '.join(sorted(failures))})", file=sys.stderr)
+            return report.exit_code or 1
     return report.exit_code
