@@ -23,7 +23,7 @@ from benchmark.data import (
     parse_test_binarization,
 )
 from benchmark.errors import UserError
-from benchmark.evaluation.command import load_trained_model
+from benchmark.evaluation.command import load_trained_model, recorded_config
 from benchmark.evaluation.inputs import (
     TRAIN_SUBSET_N,
     TRAIN_SUBSET_SEED,
@@ -71,13 +71,13 @@ def stages_asked(run_dir: Path, stage: str | None) -> list[int | None]:
     return [int(stage)]
 
 
-def model_at(run_dir: Path, stage: int | None, final: tuple[RunConfig, IWAEModel],
-             device: torch.device) -> tuple[IWAEModel, int, float]:
-    """(model, its step, its epoch) at the end of `stage`, or the final one."""
-    config, model = final
+def model_at(run_dir: Path, stage: int | None, config: RunConfig, device: torch.device
+             ) -> tuple[IWAEModel, int, float]:
+    """(model, its step, its epoch) at the end of `stage`, or the final one. A stage snapshot
+    is read alone, so a run still training is never touched beyond its finished stages."""
     if stage is None:
-        record = load_result(run_dir) or {}
-        progress = record.get("progress") or {}
+        model = load_trained_model(run_dir, device)[1]
+        progress = (load_result(run_dir) or {}).get("progress") or {}
         return model, int(progress.get("steps", -1)), float(progress.get("epochs", -1.0))
     snapshot = load_stage_snapshot(run_dir, stage, map_location=device)
     staged = IWAEModel(config.layers).to(device)
@@ -114,8 +114,7 @@ def score_binarizations(run_dir: Path, tests: Sequence[BinarizedTestSet | str] =
     Returns stage (None: final) -> score name -> summary; a complete run's record keeps them."""
     run_dir, device = Path(run_dir), torch.device(device)
     specs = [parse_test_binarization(t) if isinstance(t, str) else t for t in tests]
-    final = load_trained_model(run_dir, device)
-    config = final[0]
+    config = recorded_config(run_dir)[0]
     require_mnist(config, "--test")
     if not specs and not train:
         raise UserError("nothing to score: name test binarizations (--test lm,dynamic,...) "
@@ -125,7 +124,7 @@ def score_binarizations(run_dir: Path, tests: Sequence[BinarizedTestSet | str] =
         sets.append(train_images(config, data_dir))
     scores: dict[int | None, dict[str, dict[str, Any]]] = {}
     for at in stages_asked(run_dir, stage):
-        model, step, epoch = model_at(run_dir, at, final, device)
+        model, step, epoch = model_at(run_dir, at, config, device)
         for scored in sets:
             summary = score_and_save(model, scored, k, device, run_dir, at, step, epoch)
             scores.setdefault(at, {})[scored.name] = summary

@@ -33,15 +33,20 @@ from benchmark.records import (
 )
 
 
-def load_trained_model(run_dir: Path, device: torch.device) -> tuple[RunConfig, IWAEModel]:
+def recorded_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
+    """The configuration in a run's record, and the record; UserError when there is none."""
     record = load_result(run_dir)
     if record is None:
         raise UserError(f"{run_dir} holds no result.json; is it a run directory?")
     try:
-        config = RunConfig.from_dict(record.get("config"))
+        return RunConfig.from_dict(record.get("config")), record
     except (AttributeError, TypeError, UserError) as err:
         raise UserError(f"{run_dir}/result.json holds no readable run configuration ({err}); "
                         "is it a run directory?") from err
+
+
+def load_trained_model(run_dir: Path, device: torch.device) -> tuple[RunConfig, IWAEModel]:
+    config, record = recorded_config(run_dir)
     payload = load_latest_checkpoint(run_dir, map_location=device,
                                      advice=LOST_MODEL_ADVICE if record.get("status") == "complete"
                                      else RESTART_ADVICE)
