@@ -8,6 +8,7 @@ Values are close to the paper's but chosen so that some cells agree and some dif
 
 from __future__ import annotations
 
+import copy
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,4 +210,43 @@ def build_results_tree(root: Path, specs: tuple[Spec, ...] = SPECS) -> Path:
             _write_curve(run_dir, spec, rng)
         if spec.nll is not None and spec.kind != "smoke":
             _write_arrays(run_dir, rng)
+    return results
+
+
+# --- a record whose every string is markup (issue 30: it must reach the page escaped) ---------
+
+SCRIPT = "<script>document.body.setAttribute('data-pwned', '1')</script>"
+IMG = "<img src=x onerror=\"document.body.setAttribute('data-pwned', '1')\">"
+
+
+def hostile_record(record: dict[str, Any], status: str) -> dict[str, Any]:
+    """Every string field of `record` (and the keys of its free-form maps) prefixed with markup
+    that would run if it reached the page raw; status, checked against its choices, cannot."""
+    def poison(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {(poison(k) if key in ("dataset_sha256", "artifacts") else k):
+                    poison(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [poison(v, key) for v in value]
+        if isinstance(value, str) and key != "status":
+            return f"{SCRIPT}{IMG}{value}"
+        return value
+
+    out = poison(copy.deepcopy(record))
+    out.update(status=status, reason=f"{SCRIPT}{IMG}",
+               failure={"step": 3, "epoch": 0.1, "reason": f"{IMG}{SCRIPT}"})
+    return out
+
+
+def build_hostile_tree(root: Path, specs: tuple[Spec, ...]) -> Path:
+    """The fixture runs of `specs`, beside a complete and a failed run whose records hold markup
+    in every string, in a folder whose name is markup too."""
+    results = build_results_tree(root, specs)
+    rng = np.random.default_rng(30)
+    record = _record(specs[0], results, rng)
+    record["metrics"] = _metrics(Spec(DYN, "iwae", 5, 1, "full", 85.0, (20,)), rng)
+    for status in ("complete", "failed"):
+        run_dir = results / f"{SCRIPT}{IMG}".replace("/", "_") / status
+        run_dir.mkdir(parents=True)
+        write_result(run_dir, hostile_record(record, status))
     return results

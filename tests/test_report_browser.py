@@ -5,12 +5,13 @@ Skipped where /usr/bin/chromium is missing (Debian package `chromium`).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from report_fixtures import build_results_tree
+from report_fixtures import SPECS, build_hostile_tree, build_results_tree
 
 from benchmark.report.build import build_report
 
@@ -84,3 +85,14 @@ def test_screenshot(rendered):
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (1400, 3000)
     shutil.copyfile(shot, SCREENSHOT_COPY)  # for a person to look at
+
+
+def test_markup_in_every_string_of_a_record_never_runs(tmp_path):
+    """Records whose every string is a <script> or an <img onerror> (report_fixtures
+    .hostile_record): rendered, the page shows them as text and none of them runs."""
+    index = build_report(build_hostile_tree(tmp_path, SPECS[:2]), tmp_path / "out")
+    dom = chromium(index, tmp_path / "profile", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "document.body.setAttribute" in dom.stdout  # the markup is on the page, as text
+    assert not re.search(r"<body[^>]*data-pwned", dom.stdout), "a record's markup ran"
+    assert console_messages(dom.stderr) == []

@@ -22,7 +22,7 @@ def trusted() -> bool:
     return os.environ.get(TRUST_ENV, "") == "1"
 
 
-def trust(enabled: bool = True) -> None:
+def trust_pickled_checkpoints(enabled: bool = True) -> None:
     """The CLI flag: trust this process's run folders, and the processes it starts (a sweep's
     workers inherit the environment)."""
     if enabled:

@@ -1,5 +1,10 @@
 """The result record on disk (results/<sweep>/<run-id>/result.json) and loading many of them.
 
+Every record is read through benchmark.records.record_reader, which checks it against
+record_schema (the types of the fields below, finite numbers, bounded strings, file names that
+stay inside the run folder) before anything uses it: a refused record reads as None here, and
+scan_results says why.
+
 Schema (DESIGN.md "The result record"); optional keys are absent or null when not applicable:
 
     {"run_id": str, "sweep": str | None,
@@ -51,17 +56,16 @@ started with and resumed with, always (matmuls round differently on another coun
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from benchmark.records.fileio import atomic_write_json, read_json
-
-RESULT_FILE = "result.json"
-STATUSES = ("complete", "running", "failed", "unavailable")
+from benchmark.records.fileio import atomic_write_json
+from benchmark.records.record_reader import read_record
+from benchmark.records.record_schema import RESULT_FILE, STATUSES
+from benchmark.records.run_folder import RecordError, find_files
 
 
 def write_result(run_dir: Path, record: dict[str, Any]) -> None:
@@ -72,21 +76,30 @@ def write_result(run_dir: Path, record: dict[str, Any]) -> None:
 
 def load_result(run_dir: Path) -> dict[str, Any] | None:
     """The record of one run, or None when the run has none yet or it is not a readable record:
-    cut short, not UTF-8, not a JSON object, not a file (benchmark.report lists those)."""
-    path = Path(run_dir) / RESULT_FILE
+    cut short, not UTF-8, not a JSON object, not a file, or refused by the validating reader
+    (benchmark.records.record_reader; the report lists those with the reason)."""
     try:
-        record = read_json(path)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_record(Path(run_dir))
+    except RecordError:
         return None
-    return record if isinstance(record, dict) else None
+
+
+def scan_results(results_dir: Path) -> tuple[list[tuple[Path, dict[str, Any]]],
+                                             list[tuple[Path, str]]]:
+    """Every record below results_dir, in a stable order: (run_dir, record) of those that read,
+    and (run_dir, why) of those refused."""
+    records, refused = [], []
+    for path in find_files(Path(results_dir), RESULT_FILE):
+        try:
+            records.append((path.parent, read_record(path.parent)))
+        except RecordError as err:
+            refused.append((path.parent, str(err)))
+    return records, refused
 
 
 def iter_results(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """Every (run_dir, record) below results_dir, in a stable order."""
-    for path in sorted(Path(results_dir).glob(f"**/{RESULT_FILE}")):
-        record = load_result(path.parent)
-        if record is not None:
-            yield path.parent, record
+    """Every (run_dir, record) below results_dir that reads, in a stable order."""
+    yield from scan_results(results_dir)[0]
 
 
 def flatten_record(record: dict[str, Any], run_dir: Path | None = None) -> dict[str, Any]:

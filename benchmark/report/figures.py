@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
 
+from benchmark.records import CURVES_FILE, RecordError, read_array, read_curves
 from benchmark.report.published import KS, LAYERS, MODELS, Published
 from benchmark.report.runs import Run, data_label
 from benchmark.report.summary import CellSummary
@@ -138,15 +139,13 @@ def _plot_measured(ax, cells: Sequence[CellSummary], color: str, label: str,
 
 
 def read_curve(run: Run) -> pd.DataFrame | None:
-    """metrics.csv of a run, or None when absent or half-written (a running run's file)."""
-    path = run.run_dir / str(run.record.get("curves") or "metrics.csv")
+    """metrics.csv of a run, or None when absent, half-written (a running run's file) or refused
+    by the records' reader (its columns come back as numbers only)."""
     try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError):
+        frame = read_curves(run.run_dir, str(run.record.get("curves") or CURVES_FILE))
+    except RecordError:
         return None
-    if "epoch" not in frame or "train_bound_nll" not in frame:
-        return None
-    frame = frame[pd.to_numeric(frame["epoch"], errors="coerce") > 0]
+    frame = frame[frame["epoch"] > 0]
     return frame if len(frame) else None
 
 
@@ -340,10 +339,11 @@ def image_png(canvas: np.ndarray) -> bytes:
 
 
 def _load_array(run: Run, key: str, default: str) -> np.ndarray | None:
+    """A recorded array, read inside the run folder and never unpickled; None when refused."""
     name = (run.record.get("artifacts") or {}).get(key) or default
     try:
-        return np.load(run.run_dir / name, allow_pickle=False)
-    except (OSError, ValueError):
+        return read_array(run.run_dir, str(name))
+    except RecordError:
         return None
 
 

@@ -4,7 +4,6 @@ or, for a continuation, started from its parent's final one."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,15 @@ from benchmark.evaluation import (
 )
 from benchmark.records import (
     CHECKPOINT_DIR,
+    CONFIG_FILE,
     LOST_MODEL_ADVICE,
     RESULT_FILE,
+    RecordError,
     atomic_write_json,
     environment_record,
     load_latest_checkpoint,
     load_result,
-    read_json,
+    read_config,
     remove_checkpoint_temporaries,
 )
 from benchmark.training.execution import ExecutionOptions, numerics_of, numerics_segments
@@ -39,7 +40,6 @@ from benchmark.training.schedule import Plan, make_plan
 
 LOG_POINTS_PER_STAGE = 4
 CURVE_SUBSET_N = 200  # the small fixed random test subset scored at every log point
-CONFIG_FILE = "config.json"
 
 
 def continuation_parent(config: RunConfig) -> dict[str, Any]:
@@ -65,14 +65,12 @@ def check_run_dir(run_dir: Path, config: RunConfig) -> None:
     any result.json found there, must be this run's (the device may change between resumes).
     Leftovers of another run are refused before anything of theirs is used."""
     path = run_dir / CONFIG_FILE
-    if path.exists():
+    if path.exists() or path.is_symlink():
         try:
-            existing = read_json(path)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            existing = read_config(run_dir)
+        except RecordError as err:
             raise UserError(f"{path} is not a readable run configuration ({err}); move it away "
                             "or choose another --out") from err
-        if not isinstance(existing, dict):
-            existing = {}
         ours = config.to_dict()
         # Both sides' keys: an unset optional field (estimator, m, beta) is absent from one.
         keys = (set(ours) | set(existing)) - {"device"}
