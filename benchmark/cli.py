@@ -292,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
                    default=None,
                    help="show only that sweep grid's runs and tables")
 
+    p = sub.add_parser("publish", help="copy a sweep's complete records, without checkpoints, "
+                                       "into a folder to commit or share")
+    p.add_argument("sweep_dir", type=Path, help="a results/<sweep> folder")
+    p.add_argument("dest", type=Path, help="where the records go, e.g. results/reference/NAME")
+
     p = sub.add_parser("oracle", help="run the authors' own code beside the suite and compare")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="steps of every lockstep case (default: per case, see --list)")
@@ -376,6 +381,12 @@ def dispatch(args: argparse.Namespace) -> int:
         from benchmark.report import report_command
 
         return report_command(args.results, args.out, args.grid)
+    if args.command == "publish":
+        from benchmark.records import publish_records
+
+        copied = publish_records(args.sweep_dir, args.dest)
+        print(f"{len(copied)} complete run(s) published to {args.dest}")
+        return 0
     if args.command == "oracle":
         from benchmark.oracle import oracle_command
 

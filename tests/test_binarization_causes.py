@@ -94,3 +94,30 @@ def test_the_report_takes_the_gap_apart_from_the_records(causes_results: Path,
     assert float(final["resampling"]) == pytest.approx(expected, abs=0.005)
     parts = sum(float(final[name]) for name in ("resampling", "more images", "test draw"))
     assert parts == pytest.approx(float(final["total"]), abs=0.02)  # each rounded to 0.01
+
+
+@pytest.mark.slow
+def test_publish_copies_records_and_scores_but_no_model(causes_results: Path,
+                                                        tmp_path: Path) -> None:
+    from benchmark.records import publish_records
+
+    sweep = causes_results / "binarization-causes"
+    outside = tmp_path / "secret.json"
+    outside.write_text("{}")
+    planted = sweep / f"mnist-fixed{SUFFIX}" / "evaluations" / "planted.json"
+    planted.symlink_to(outside)
+    try:
+        copied = publish_records(sweep, tmp_path / "published")
+    finally:
+        planted.unlink()
+    assert len(copied) == 3
+    files = {p.relative_to(tmp_path / "published").as_posix()
+             for p in (tmp_path / "published").rglob("*") if p.is_file()}
+    assert not any(".pt" in f or "checkpoints" in f or "stages/" in f for f in files)
+    assert not any(f.endswith("planted.json") for f in files)
+    assert f"mnist-fixed{SUFFIX}/evaluations/stage-1/test-lm_k3_n20.npy" in files
+    # the published folder alone gives the same section
+    a = build_report(causes_results, tmp_path / "a", grid="binarization-causes")
+    b = build_report(tmp_path / "published", tmp_path / "b", grid="binarization-causes")
+    table = Path("tables") / "binarization-causes" / "binarization_causes.csv"
+    assert (a.parent / table).read_text() == (b.parent / table).read_text()

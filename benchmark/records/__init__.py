@@ -48,6 +48,7 @@ EXPORTS = {  # public name: the module of this package that defines it
     "TRUST_ENV": "pickled_checkpoints",
     "TRUST_FLAG": "pickled_checkpoints",
     "trust_pickled_checkpoints": "pickled_checkpoints",
+    "publish_records": "publish",
     "STAGES_DIR": "stage_snapshots",
     "StageSnapshot": "stage_snapshots",
     "load_stage_snapshot": "stage_snapshots",
