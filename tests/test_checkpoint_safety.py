@@ -86,6 +86,17 @@ def test_a_planted_pickle_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
+def test_a_checkpoint_linked_from_outside_the_run_folder_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "elsewhere", {"step": 5})
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    for name in ("step-0000000005.pt", "step-0000000005.sha256.json"):
+        (tmp_path / "run" / "checkpoints" / name).symlink_to(
+            tmp_path / "elsewhere" / "checkpoints" / name)
+    with pytest.raises(UserError, match=r"step-0000000005.pt: a link leading outside the run "
+                                        r"folder \(to .*elsewhere.*\); not followed$"):
+        load_latest_checkpoint(tmp_path / "run")
+
+
 def test_evaluating_a_folder_with_a_planted_checkpoint_is_one_line(trained_run, tmp_path,
                                                                    capsys):
     marker = tmp_path / "marker"

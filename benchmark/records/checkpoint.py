@@ -33,6 +33,7 @@ from benchmark.records.fileio import (
     remove_temporaries,
 )
 from benchmark.records.pickled_checkpoints import load_pickled, refusal, trusted
+from benchmark.records.run_folder import RecordError, inside
 
 CHECKPOINT_DIR = "checkpoints"
 # What to do when no checkpoint verifies, for a run still to train; {folder} is the checkpoints.
@@ -137,6 +138,10 @@ def _read(run_dir: Path, step: int, map_location: str | torch.device, advice: st
     """A verified checkpoint, read without unpickling code; a pickled one only on the opt-in,
     and then converted. UserError in one line for anything else that is not a checkpoint."""
     pt = _paths(run_dir, step)[0]
+    try:  # a link to a file elsewhere is not this run's checkpoint, whatever it holds
+        inside(run_dir, f"{CHECKPOINT_DIR}/{pt.name}")
+    except RecordError as err:
+        raise UserError(f"{pt}: {err}") from None
     try:
         data = torch.load(pt, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:  # the weights-only unpickler met something else
