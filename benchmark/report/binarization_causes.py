@@ -307,3 +307,53 @@ def nll_table(cells: dict[CellKey, list[PointResult]]) -> ReportTable:
 def causes_results(runs: Sequence[Run]) -> dict[CellKey, list[PointResult]]:
     return {key: results for key, seeds in causes_runs(runs).items()
             if (results := cell_results(seeds))}
+
+
+def final_point(results: list[PointResult]) -> PointResult | None:
+    return next((r for r in results if r.point == FINAL), None)
+
+
+def findings_markdown(cells: dict[CellKey, list[PointResult]]) -> str:
+    """The findings as README quotes them: per cell, the final models' effects (mean ± s.e.
+    over seeds) and test NLLs (mean ± sd over seeds). Generated from the records, so that the
+    README's numbers can be checked against them (tests/test_reference_records.py)."""
+    def pm(s: SeedSummary | None, spread: str = "se") -> str:
+        if s is None:
+            return "–"
+        value = s.se if spread == "se" else (s.sd if s.sd is not None else s.se)
+        return f"{s.mean:+.2f} ± {value:.2f}" if spread == "se" else f"{s.mean:.2f} ± {value:.2f}"
+
+    lines = ["| cell | epochs | seeds | resampling | more images | test draw | total | "
+             "fixed 50k on LM test | dynamic 59.6k on LM test | dynamic 59.6k on seed-123 draw |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, results in cells.items():
+        final = final_point(results)
+        if final is None:
+            continue
+        seeds = max((s.seeds for s in final.effects.values()), default=0)
+        effects = [pm(final.effects.get(name)) for name in (*EFFECTS, TOTAL)]
+        nlls = [pm(final.nll.get(k), "sd") for k in ((FIXED, "test-lm"), (DYNAMIC, "test-lm"),
+                                                     (DYNAMIC, "test-dynamic"))]
+        lines.append(f"| {key.model.upper()} k={key.k}, {key.layers} layer{'s' * (key.layers > 1)}"
+                     f" | {format_count(final.epochs)} | {seeds} | " + " | ".join(effects + nlls)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+def stages_markdown(cells: dict[CellKey, list[PointResult]]) -> str:
+    """The effects at every stage end (mean ± s.e. over seeds), as the docs quote them."""
+    lines = ["| cell | end of stage | epochs | evaluation | resampling | more images | test draw "
+             "| total | resampling (seed-123 draw) | fixed 50k: test − train |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, results in cells.items():
+        for r in results:
+            if r.point == FINAL:
+                continue
+            effects = [f"{s.mean:+.2f} ± {s.se:.2f}" if (s := r.effects.get(name)) else "–"
+                       for name in EFFECT_COLUMNS]
+            test, train = r.nll.get((FIXED, "test-lm")), r.nll.get((FIXED, "train"))
+            gap = f"{test.mean - train.mean:+.2f}" if test and train else "–"
+            lines.append(f"| {key.model.upper()} k={key.k} | {int(r.point) + 1} | "
+                         f"{format_count(r.epochs)} | L_{r.k}, {r.n} images | "
+                         + " | ".join(effects) + f" | {gap} |")
+    return "\n".join(lines) + "\n"

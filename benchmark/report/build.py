@@ -17,7 +17,13 @@ from pathlib import Path
 from benchmark.errors import UserError
 from benchmark.records import atomic_write_text
 from benchmark.report import figures
-from benchmark.report.binarization_causes import causes_results, effects_table, nll_table
+from benchmark.report.binarization_causes import (
+    causes_results,
+    effects_table,
+    findings_markdown,
+    nll_table,
+    stages_markdown,
+)
 from benchmark.report.causes_figure import causes_figure
 from benchmark.report.estimators import (
     SnrRecord,
@@ -382,6 +388,12 @@ def build_report(results_dir: Path, out_dir: Path | None = None, grid: str | Non
         results = causes_results(runs)
         causes_tables = [effects_table(results, published), nll_table(results)]
         causes = causes_section(causes_tables, causes_figure(results))
+        # The final models' figures as README quotes them (tests compare the two).
+        findings = out_dir / "tables" / "binarization-causes" / "findings.md"
+        atomic_write_text(findings, findings_markdown(results))
+        by_stage = findings.with_name("stages.md")
+        atomic_write_text(by_stage, stages_markdown(results))
+        _make_readable([findings, by_stage])
     links = {}
     for table in shown + causes_tables + estimator_tables + snr_tables + extra:
         written = write_table(table, out_dir / "tables")
