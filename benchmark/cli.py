@@ -170,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_dir(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    p = sub.add_parser("match", help="match the Larochelle-Murray binarized MNIST files to the "
+                                     "MNIST images they were drawn from (cached, verified)")
+    add_data_dir(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     p = sub.add_parser("train", help="train one model (resumes if --out already holds a run)")
     p.add_argument("--data", required=True, choices=DATA_CONDITIONS)
     add_objective_flags(p)
@@ -353,6 +358,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from benchmark.data import info_command
 
         return info_command(args.data_dir, as_json=args.json)
+    if args.command == "match":
+        from benchmark.data import match_command
+
+        return match_command(args.data_dir, as_json=args.json)
     if args.command == "train":
         from benchmark.training import train_command
 

@@ -244,3 +244,15 @@ def test_the_real_lm_files_match_mnist_one_to_one(real_data_dir: Path) -> None:
     np.testing.assert_array_equal(pairs.test, np.argsort(labels, kind="stable"))
     both = np.concatenate([pairs.train, pairs.valid])
     assert sorted(both.tolist()) == list(range(60_000))
+
+
+def test_the_match_command_reports_a_verified_one_to_one_matching(
+        synthetic_data_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from benchmark.cli import main
+
+    assert main(["match", "--data-dir", str(synthetic_data_dir), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["train"]["images"] == summary["train"]["distinct_mnist_images"] == 100
+    assert summary["test"]["impossible_pixels"] == 0
+    assert summary["computed_now"] and Path(summary["cache"]).is_file()
+    assert not summary["train_and_valid_cover_mnist_train"]  # 150 of the synthetic 500

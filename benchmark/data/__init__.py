@@ -37,6 +37,7 @@ EXPORTS = {  # public name: the module of this package that defines it
     "fetch_dataset": "fetch",
     "fetch_command": "fetch",
     "info_command": "info",
+    "match_command": "matching_report",
 }
 __all__ = sorted(EXPORTS)
 __getattr__ = lazy_exports(__name__, EXPORTS)

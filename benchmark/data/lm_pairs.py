@@ -84,8 +84,8 @@ def compute(sources: LMSources) -> dict[str, np.ndarray]:
 
 
 def cache_paths(cache_dir: Path, sources: LMSources) -> tuple[Path, Path]:
-    stem = Path(cache_dir) / f"lm-matching.{sources.cache_key()}"
-    return stem.with_suffix(".npz"), stem.with_suffix(".json")
+    stem = f"lm-matching.{sources.cache_key()}"
+    return Path(cache_dir) / f"{stem}.npz", Path(cache_dir) / f"{stem}.json"
 
 
 def read_cache(cache_dir: Path, sources: LMSources) -> dict[str, np.ndarray] | None:
