@@ -41,9 +41,9 @@ from benchmark.evaluation.ais_evaluation import (
     evaluate_bdmc,
 )
 from benchmark.evaluation.batch_store import BatchStore
-from benchmark.evaluation.command import load_trained_model
 from benchmark.evaluation.inputs import evaluation_inputs
 from benchmark.evaluation.run import score
+from benchmark.evaluation.trained_model import load_trained_model
 from benchmark.models import IWAEModel
 from benchmark.records import (
     atomic_write,

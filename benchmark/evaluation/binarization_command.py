@@ -23,7 +23,6 @@ from benchmark.data import (
     parse_test_binarization,
 )
 from benchmark.errors import UserError
-from benchmark.evaluation.command import load_trained_model, recorded_config
 from benchmark.evaluation.inputs import (
     TRAIN_SUBSET_N,
     TRAIN_SUBSET_SEED,
@@ -36,6 +35,7 @@ from benchmark.evaluation.test_scores import (
     score_and_save,
     test_images,
 )
+from benchmark.evaluation.trained_model import load_trained_model, recorded_config
 from benchmark.models import IWAEModel
 from benchmark.records import (
     load_result,

@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 
-from benchmark.config import RunConfig
 from benchmark.data import load_dataset
 from benchmark.errors import UserError
 from benchmark.evaluation.inputs import (
@@ -22,39 +21,11 @@ from benchmark.evaluation.inputs import (
 )
 from benchmark.evaluation.likelihood import summarise_nll
 from benchmark.evaluation.run import save_npy, score
-from benchmark.models import IWAEModel
+from benchmark.evaluation.trained_model import load_trained_model
 from benchmark.records import (
-    LOST_MODEL_ADVICE,
-    RESTART_ADVICE,
     atomic_write_json,
-    load_latest_checkpoint,
-    load_result,
     resolve_device,
 )
-
-
-def recorded_config(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
-    """The configuration in a run's record, and the record; UserError when there is none."""
-    record = load_result(run_dir)
-    if record is None:
-        raise UserError(f"{run_dir} holds no result.json; is it a run directory?")
-    try:
-        return RunConfig.from_dict(record.get("config")), record
-    except (AttributeError, TypeError, UserError) as err:
-        raise UserError(f"{run_dir}/result.json holds no readable run configuration ({err}); "
-                        "is it a run directory?") from err
-
-
-def load_trained_model(run_dir: Path, device: torch.device) -> tuple[RunConfig, IWAEModel]:
-    config, record = recorded_config(run_dir)
-    payload = load_latest_checkpoint(run_dir, map_location=device,
-                                     advice=LOST_MODEL_ADVICE if record.get("status") == "complete"
-                                     else RESTART_ADVICE)
-    if payload is None:
-        raise UserError(f"{run_dir} has no checkpoint to evaluate; train it first")
-    model = IWAEModel(config.layers).to(device)
-    model.load_state_dict(payload["model"])
-    return config, model
 
 
 def evaluate_run(run_dir: Path, *, k: int = 5000, n: int | None = None, split: str = "test",
