@@ -121,3 +121,41 @@ def test_publish_copies_records_and_scores_but_no_model(causes_results: Path,
     b = build_report(tmp_path / "published", tmp_path / "b", grid="binarization-causes")
     table = Path("tables") / "binarization-causes" / "binarization_causes.csv"
     assert (a.parent / table).read_text() == (b.parent / table).read_text()
+
+
+def test_a_stage_snapshot_that_links_out_of_its_run_folder_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+
+    from benchmark.errors import UserError
+    from benchmark.records import load_stage_snapshot, save_stage_snapshot
+
+    elsewhere, run = tmp_path / "elsewhere", tmp_path / "run"
+    save_stage_snapshot(elsewhere, 0, 5, 1.0, {"w": torch.zeros(2)})
+    assert load_stage_snapshot(elsewhere, 0).step == 5
+    (run / "stages").mkdir(parents=True)
+    shutil.copy(elsewhere / "stages" / "stage-0.sha256.json", run / "stages")
+    (run / "stages" / "stage-0.pt").symlink_to(elsewhere / "stages" / "stage-0.pt")
+    with pytest.raises(UserError, match="outside the run folder"):
+        load_stage_snapshot(run, 0)
+
+
+@pytest.mark.slow
+def test_scores_that_link_out_of_a_run_folder_are_not_read(causes_results: Path,
+                                                           tmp_path: Path) -> None:
+    """A copied results folder whose per-image file is a link elsewhere: the score is left out
+    (the cell then has one condition fewer at that point), never read through the link."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(causes_results, copy, symlinks=True)
+    values = run_dir(copy, "mnist-fixed") / "evaluations" / "test-lm_k5_n20.npy"
+    secret = tmp_path / "secret.npy"
+    np.save(secret, np.full(20, -1.0))
+    values.unlink()
+    values.symlink_to(secret)
+    build_report(copy, tmp_path / "report", grid="binarization-causes")
+    table = tmp_path / "report" / "tables" / "binarization-causes" / "binarization_causes.csv"
+    final = list(csv.DictReader(table.open()))[-1]
+    assert final["resampling"] == "–" and final["total"] == "–"

@@ -19,6 +19,7 @@ import torch
 
 from benchmark.errors import UserError
 from benchmark.records.fileio import atomic_write_bytes, atomic_write_json, file_digest, read_json
+from benchmark.records.run_folder import RecordError, inside
 
 STAGES_DIR = "stages"
 _NAME = re.compile(r"^stage-(\d+)\.pt$")
@@ -60,8 +61,14 @@ def stage_snapshot_stages(run_dir: Path) -> list[int]:
 
 def load_stage_snapshot(run_dir: Path, stage: int,
                         map_location: str | torch.device = "cpu") -> StageSnapshot:
-    """One verified snapshot; UserError when it is missing, altered or not a snapshot."""
+    """One verified snapshot; UserError when it is missing, altered, not a snapshot, or a link
+    leading out of the run folder."""
     pt, checksum = _paths(run_dir, stage)
+    for path in (pt, checksum):  # a link leading out of the run folder is never followed
+        try:
+            inside(run_dir, path.relative_to(run_dir).as_posix())
+        except RecordError as err:
+            raise UserError(f"{path}: {err}") from None
     try:
         ok = file_digest(pt) == read_json(checksum)["sha256"]
     except (OSError, KeyError, TypeError, ValueError):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.records import read_json
+from benchmark.records import RecordError, inside, read_array, read_json
 from benchmark.report.decomposition import (
     CONDITIONS,
     DYNAMIC,
@@ -77,15 +77,15 @@ class Score:
     def n(self) -> int:
         return int(self.summary["n"])
 
-    def values(self) -> np.ndarray | None:
-        """(2, n): the image indices and their log-likelihoods, or None when unreadable. Only
-        file names are used: a recorded path never leads outside the run's folder."""
+    def values(self, run_dir: Path) -> np.ndarray | None:
+        """(2, n): the image indices and their log-likelihoods, or None when unreadable. Read
+        through the records' validating reader: only file names are used, nothing outside the
+        run folder is followed and nothing is unpickled."""
+        where = self.folder.relative_to(run_dir)
         try:
-            values = np.load(self.folder / Path(str(self.summary["loglik"])).name,
-                             allow_pickle=False)
-            index = np.load(self.folder / Path(str(self.summary["index"])).name,
-                            allow_pickle=False)
-        except (OSError, ValueError, KeyError):
+            values = read_array(run_dir, str(where / Path(str(self.summary["loglik"])).name))
+            index = read_array(run_dir, str(where / Path(str(self.summary["index"])).name))
+        except (RecordError, KeyError):
             return None
         if values.dtype.kind != "f" or values.shape != index.shape or values.ndim != 1 or \
                 index.dtype.kind not in "iu" or not np.isfinite(values).all():
@@ -93,11 +93,18 @@ class Score:
         return np.stack([index.astype(np.float64), values])
 
 
-def readable_summary(path: Path) -> dict[str, Any] | None:
-    """A score's JSON summary when it has the fields the section needs, with sane types."""
+MAX_SUMMARY_BYTES = 64 * 1024  # a score's summary is a few hundred bytes
+
+
+def readable_summary(run_dir: Path, relpath: Path) -> dict[str, Any] | None:
+    """A score's JSON summary when it lies inside the run folder, is small, and has the fields
+    the section needs with sane types; else None."""
     try:
+        path = inside(run_dir, relpath.as_posix())
+        if path.stat().st_size > MAX_SUMMARY_BYTES:
+            return None
         summary = read_json(path)
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError):  # RecordError is a ValueError
         return None
     if not isinstance(summary, dict):
         return None
@@ -120,7 +127,7 @@ def scores_of(run: Run) -> dict[str, dict[str, list[Score]]]:
         if point == FINAL and run.status != "complete":
             continue  # a final score of a run still training is of a model that moved on
         for path in sorted(place.glob("*.json")):
-            summary = readable_summary(path)
+            summary = readable_summary(run.run_dir, path.relative_to(run.run_dir))
             if summary is not None and summary["name"] in (*TESTS, "train"):
                 out.setdefault(point, {}).setdefault(summary["name"], []).append(
                     Score(summary, place))
@@ -175,7 +182,7 @@ def seed_scores(by_condition: dict[str, Run], point: str
     values, epoch = {}, None
     for key, scores in found.items():
         score = max((s for s in scores if s.k == k), key=lambda s: s.n)
-        array = score.values()
+        array = score.values(by_condition[key[0]].run_dir)
         if array is not None:
             values[key] = array
             epoch = float(score.summary["epoch"])
