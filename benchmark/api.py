@@ -33,7 +33,7 @@ from benchmark.evaluation import evaluate_run, evaluate_run_ais, evaluate_run_bd
 from benchmark.evaluation import score_binarizations as score_run_binarizations
 from benchmark.records import load_result, load_results_frame, resolve_device
 from benchmark.report import build_report as build_html_report
-from benchmark.sweeps import SweepReport, sweep_grid, sweep_options
+from benchmark.sweeps import SweepReport, score_grid, sweep_grid, sweep_options
 from benchmark.training import ExecutionOptions, train_run
 
 __all__ = ["Run", "RunConfig", "SweepReport", "ais", "bdmc", "build_report", "evaluate",
@@ -104,18 +104,30 @@ def sweep(grid: str, *, schedule: str = "full", fidelity: str = "code",
           executor: str = "local", workers: int | None = None, device: str = "auto",
           numerics: str = "exact", steps: int | None = None, epochs: float | None = None,
           stages: int | None = None, eval_k: int | None = None, eval_n: int | None = None,
-          group: bool = True) -> SweepReport:
+          group: bool = True, tests: Sequence[str] = (), stage_k: int | None = None
+          ) -> SweepReport:
     """Train every run of a grid (table1, binarization, binarization-causes, table2, estimators)
     that is not complete yet, under results/<sweep>/<run id>/, on a local process pool
     (executor "ray": on Ray). data: a subset of the grid's data conditions; cells: Table 1
-    cells as in a run id (vae_k1_L1, iwae_k50_L2). report.ok says whether every selected run
-    completed; report.summary_line() says how each ended."""
+    cells as in a run id (vae_k1_L1, iwae_k50_L2). tests (e.g. ["lm", "dynamic"]): then score
+    every complete MNIST run on those test binarizations and its training images, and with
+    stage_k at every stage end too (docs/data.md). report.ok says whether every selected run
+    completed (and was scored); report.summary_line() says how each ended."""
+    if stage_k is not None and not tests:
+        raise UserError("stage_k scores the stage snapshots on the test binarizations: "
+                        "name them too, e.g. tests=['lm', 'dynamic']")
     options = sweep_options(schedule=schedule, fidelity=fidelity, data=data, seeds=seeds,
                             cells=cells, device=device, stages=stages, epochs=epochs,
                             steps=steps, eval_k=eval_k, eval_n=eval_n)
-    return sweep_grid(grid, options, Path(results), _data_dir(data_dir), executor=executor,
-                      workers=workers, group=group,
-                      execution=ExecutionOptions(numerics=numerics))
+    report = sweep_grid(grid, options, Path(results), _data_dir(data_dir), executor=executor,
+                        workers=workers, group=group,
+                        execution=ExecutionOptions(numerics=numerics))
+    if tests:
+        failures = score_grid(grid, options, Path(results), _data_dir(data_dir), tests, stage_k,
+                              workers)
+        report.failed.update({label: f"not scored on the test binarizations: {why}"
+                              for label, why in failures.items()})
+    return report
 
 
 def evaluate(run: Run | PathLike, *, k: int = 5000, n: int | None = None, split: str = "test",

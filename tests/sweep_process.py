@@ -13,7 +13,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 import sweep_fakes  # noqa: E402
 
-import benchmark.sweeps.command as command  # noqa: E402
+import benchmark.sweeps.grid_sweep as grid_sweep  # noqa: E402
 from benchmark.cli import main  # noqa: E402
 from benchmark.sweeps.driver import run_sweep  # noqa: E402
 
@@ -25,7 +25,8 @@ def all_present(name: str, data_dir: Path) -> None:
 if __name__ == "__main__":
     # The cost model's timings are faked too: what these tests signal and race is the sweep,
     # not its calibration (tests/test_cost_model.py times real steps).
-    command.run_sweep = functools.partial(run_sweep, runner=sweep_fakes.slow_train_run,
-                                          group_runner=sweep_fakes.slow_train_group,
-                                          check_data=all_present, timer=sweep_fakes.fake_timer)
+    grid_sweep.run_sweep = functools.partial(run_sweep, runner=sweep_fakes.slow_train_run,
+                                             group_runner=sweep_fakes.slow_train_group,
+                                             check_data=all_present,
+                                             timer=sweep_fakes.fake_timer)
     sys.exit(main(["sweep", *sys.argv[1:]]))

@@ -216,14 +216,14 @@ def test_filesystem_errors_name_the_path_and_the_fix():
 
 
 def test_a_read_only_results_folder_during_a_sweep_is_one_line(tmp_path, monkeypatch, capsys):
-    import benchmark.sweeps.command as command
+    import benchmark.sweeps.grid_sweep as grid_sweep
 
     target = tmp_path / "results" / "table1" / "run" / ".sweep.lock"
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(target))
 
-    monkeypatch.setattr(command, "run_sweep", read_only)
+    monkeypatch.setattr(grid_sweep, "run_sweep", read_only)
     code = main(["sweep", "table1", "--schedule", "smoke", "--data", "mnist-dynamic",
                  "--results", str(tmp_path / "results"), "--data-dir", str(tmp_path)])
     assert code == 2

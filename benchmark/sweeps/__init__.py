@@ -7,7 +7,8 @@ die with their sweep; locks.py keeps two sweeps off one run; run_state.py and av
 the results folder and the data before anything trains; cost_model.py prices the tasks of a sweep on
 this machine, calibration.py times them there, projection.py prints what a sweep will cost before it
 trains and eta.py its ETA while it runs; progress.py is the display; grid_sweep.py sweeps a grid
-from Python (sweep_grid); command.py is `python -m benchmark sweep`, doctor.py `python -m
+from Python (sweep_grid, and score_grid for its test binarizations); test_scoring.py scores
+the runs; command.py is `python -m benchmark sweep`, doctor.py `python -m
 benchmark doctor` (this machine: checks, timings, projections). It hands the report a results
 folder of one directory per run, each with its result record.
 """
@@ -22,6 +23,7 @@ EXPORTS = {  # public name: the module of this package that defines it
     "run_sweep": "driver",
     "sweep_grid": "grid_sweep",
     "sweep_options": "grid_sweep",
+    "score_grid": "grid_sweep",
     "SweepReport": "driver",
     "sweep_command": "command",
     "doctor_command": "doctor",

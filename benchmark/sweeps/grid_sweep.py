@@ -2,20 +2,29 @@
 
 sweep_grid is what `python -m benchmark sweep` does once its flags are parsed: expand the grid
 into runs, record the unselected conditions whose data is missing, and train every run that is
-not complete yet on a local process pool (or Ray), grouping compatible runs.
+not complete yet on a local process pool (or Ray), grouping compatible runs. score_grid is its
+`--tests` step: every complete MNIST run of the grid scored on binarizations of the MNIST test
+images (benchmark.sweeps.test_scoring).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmark.errors import UserError
 from benchmark.records import resolve_device
 from benchmark.sweeps.availability import record_unselected_unavailable
 from benchmark.sweeps.driver import SweepReport, run_sweep
-from benchmark.sweeps.executors import Executor, check_gpus_per_run, import_ray, make_executor
+from benchmark.sweeps.executors import (
+    Executor,
+    available_cores,
+    check_gpus_per_run,
+    import_ray,
+    make_executor,
+)
 from benchmark.sweeps.grids import GRIDS, SweepOptions, expand_grid, parse_cell
+from benchmark.sweeps.test_scoring import TestScoring, score_runs
 from benchmark.training import ExecutionOptions
 
 
@@ -60,3 +69,16 @@ def sweep_grid(grid: str, options: SweepOptions, results: Path, data_dir: Path, 
     record_unselected_unavailable(grid, options, plan, results, Path(data_dir))
     return run_sweep(grid, plan, data_dir=Path(data_dir), executor_factory=executor_factory,
                      group=group, options=execution)
+
+
+def score_grid(grid: str, options: SweepOptions, results: Path, data_dir: Path,
+               tests: Sequence[str], stage_k: int | None = None, workers: int | None = None,
+               say: Callable[[str], None] = print) -> dict[str, str]:
+    """Score every complete MNIST run of the grid on the test binarizations `tests` (lm,
+    dynamic, resampled:R) and on its training images, with its own evaluation k and images;
+    with stage_k, also at every stage end with L_stage_k. Returns {run label: why it could not
+    be scored}; scores already on disk are read back."""
+    plan = expand_grid(grid, options, Path(results))
+    device = str(resolve_device(options.device))
+    return score_runs(plan, TestScoring(tuple(tests), stage_k), Path(data_dir), device,
+                      workers or available_cores(), say)
