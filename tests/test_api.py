@@ -1,9 +1,10 @@
-"""`import benchmark`: the Python API (benchmark.api), on synthetic data with the smoke
-schedule."""
+"""`import benchmark`: the Python API (benchmark.api), and the snippets that README.md and
+docs/python-api.md show, run as written on synthetic data with the smoke schedule."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,44 @@ def test_a_folder_that_is_not_a_run_is_one_clear_error(tmp_path):
         benchmark.evaluate(tmp_path, data_dir=tmp_path)
     with pytest.raises(UserError, match="unknown grid"):
         benchmark.sweep("table9", results=tmp_path / "results", data_dir=tmp_path)
+
+
+# --- the snippets of README.md and docs/python-api.md ------------------------------------------
+
+def python_blocks(path: Path) -> list[str]:
+    """The ```python blocks of a Markdown file, in order."""
+    return re.findall(r"^```python\n(.*?)^```$", path.read_text(encoding="utf-8"),
+                      flags=re.DOTALL | re.MULTILINE)
+
+
+def run_snippets(blocks: list[str], workdir: Path, data_dir: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Run the blocks one after the other in one namespace, in `workdir`, with $IWAE_DATA_DIR
+    naming the synthetic data (the snippets use the default data folder, as a user would)."""
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("IWAE_DATA_DIR", str(data_dir))
+    namespace: dict = {"__name__": "__snippets__"}
+    for block in blocks:
+        exec(compile(block, "<snippet>", "exec"), namespace)  # noqa: S102 - our own docs
+    return namespace
+
+
+def test_the_readme_quickstart_runs_as_written(synthetic_data_dir, tmp_path, monkeypatch):
+    blocks = python_blocks(REPO / "README.md")
+    assert len(blocks) == 1, "README.md shows one Python quickstart"
+    namespace = run_snippets(blocks, tmp_path, synthetic_data_dir, monkeypatch)
+    assert namespace["run"].status == "complete"
+    assert len(namespace["frame"]) == 1
+
+
+@pytest.mark.slow
+def test_the_python_api_page_runs_as_written(synthetic_data_dir, tmp_path, monkeypatch):
+    blocks = python_blocks(REPO / "docs" / "python-api.md")
+    assert len(blocks) >= 4
+    namespace = run_snippets(blocks, tmp_path, synthetic_data_dir, monkeypatch)
+    assert namespace["report"].ok and namespace["run"].status == "complete"
+    assert set(namespace["scores"][None]) == {"test-lm", "test-dynamic", "test-resampled4"}
+    assert (tmp_path / "reports" / "table1" / "index.html").exists()
+    frame = namespace["frame"]
+    assert len(frame) == 2 and frame["tests"].map(lambda t: {"test-lm", "test-dynamic",
+                                                               "train"} <= set(t)).all()
