@@ -95,14 +95,32 @@ def test_unpaired_images_are_refused() -> None:
         paired_difference(np.zeros(3), np.zeros(4))
 
 
-def test_over_seeds_uses_the_spread_of_the_seeds() -> None:
-    per_seed = [PairedDifference(1.0, 0.1, 100), PairedDifference(2.0, 0.1, 100),
-                PairedDifference(3.0, 0.1, 100)]
+def test_over_seeds_combines_the_seeds_spread_and_the_shared_images_noise() -> None:
+    """Three seeds on the same 4 images: the seed part is the spread of the per-seed means; the
+    image part is the s.e. over images of the seed-averaged differences (per-image values
+    [1, 2, 3, 6] averaged over seeds), not the per-seed s.e.s as if the images were new."""
+    base = np.array([0.0, 1.0, 2.0, 5.0])
+    per_seed = [paired_difference(np.zeros(4), base + shift) for shift in (0.0, 1.0, 2.0)]
     s = over_seeds(per_seed)
-    assert (s.mean, s.sd, s.seeds) == (pytest.approx(2.0), pytest.approx(1.0), 3)
-    assert s.se == pytest.approx(1.0 / math.sqrt(3))
-    assert s.image_se == pytest.approx(math.sqrt(3 * 0.01) / 3)
-    assert format_summary(s) == "+2.00 ± 0.58 (sd 1.00, image s.e. 0.06, 3 seeds)"
+    # per seed: mean(base) + shift = 2, 3, 4
+    assert (s.mean, s.sd, s.seeds) == (pytest.approx(3.0), pytest.approx(1.0), 3)
+    assert s.seed_se == pytest.approx(1.0 / math.sqrt(3))
+    averaged = base + 1.0
+    assert s.image_se == pytest.approx(averaged.std(ddof=1) / 2)
+    assert s.se == pytest.approx(math.hypot(1.0 / math.sqrt(3), averaged.std(ddof=1) / 2))
+    assert format_summary(s) == (f"+3.00 ± {s.se:.2f} (seeds: sd 1.00, s.e. 0.58; images: "
+                                 f"s.e. {s.image_se:.2f}; 3 seeds)")
+
+
+def test_image_noise_does_not_shrink_with_more_seeds_on_the_same_images() -> None:
+    """The same image noise seen by 2 or by 20 seeds: image_se stays, where the per-seed s.e.s
+    combined as independent would shrink by sqrt(10)."""
+    rng = np.random.default_rng(7)
+    noise = rng.normal(0.0, 2.0, 500)
+    for seeds in (2, 20):
+        per_seed = [paired_difference(np.zeros(500), noise + rng.normal(0.3, 0.01))
+                    for _ in range(seeds)]
+        assert over_seeds(per_seed).image_se == pytest.approx(2.0 / math.sqrt(500), rel=0.1)
 
 
 def test_one_seed_falls_back_to_its_paired_standard_error() -> None:

@@ -31,6 +31,7 @@ from benchmark.report.decomposition import (
     SeedSummary,
     decompose,
     over_seeds,
+    standard_error,
 )
 from benchmark.report.published import Published
 from benchmark.report.runs import Run, format_count
@@ -215,8 +216,8 @@ def point_result(seeds: dict[int, dict[str, Run]], point: str) -> PointResult | 
 
 def nll_estimate(ll: np.ndarray) -> PairedDifference:
     """A mean NLL with its standard error (a difference from zero, so the same type)."""
-    se = float(np.std(ll, ddof=1) / np.sqrt(ll.size)) if ll.size > 1 else float("nan")
-    return PairedDifference(-float(np.mean(ll)), se, int(ll.size))
+    nll = -np.asarray(ll, dtype=np.float64)
+    return PairedDifference(float(nll.mean()), standard_error(nll), int(nll.size), nll)
 
 
 def cell_results(seeds: dict[int, dict[str, Run]]) -> list[PointResult]:
@@ -232,8 +233,8 @@ def summary_cell(s: SeedSummary | None) -> Cell:
     if s is None:
         return Cell(value="–")
     spread = f"{s.se:.2f}"
-    notes = (f"sd over seeds {s.sd:.2f}" if s.sd is not None else "one seed",
-             f"image s.e. {s.image_se:.2f}", f"{s.seeds} seed(s)")
+    notes = (f"seeds: sd {s.sd:.2f}, s.e. {s.seed_se:.2f}" if s.sd is not None else "one seed",
+             f"images: s.e. {s.image_se:.2f}", f"{s.seeds} seed(s)")
     return Cell(value=f"{s.mean:+.2f}", spread=spread, notes=notes)
 
 
@@ -270,8 +271,10 @@ def effects_table(cells: dict[CellKey, list[PointResult]], published: Published
             "suite's seed-123 draw; total = fixed on LM's test file − dynamic 59.6k on the "
             "seed-123 draw, which is the sum of the three (what Table 3 − Table 1 measures); "
             "the last effect is the resampling effect measured on the seed-123 draw instead. "
-            "Values: mean over seeds ± its standard error from the seeds' spread; the notes "
-            "give that sd and the image-noise part alone. The published column is the paper's "
+            "Values: mean over seeds ± its standard error, which combines the seeds' spread "
+            "(training noise) and the images' (which test images, and which draw of each, "
+            "were scored: the same for every seed, so more seeds do not shrink it); the notes "
+            "give each part. The published column is the paper's "
             "Table 3 − Table 1 for the same cell after the full 3,280-epoch protocol, shown "
             "for orientation only: these runs are cut, and no verdict is given."),
         index_columns=("Cell", "Model at"),

@@ -44,11 +44,13 @@ Scores = Mapping[tuple[str, str], np.ndarray]  # (condition, test) -> per-image 
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """NLL of one scoring minus another's on the same images: mean and paired s.e."""
+    """NLL of one scoring minus another's on the same images: mean and paired s.e., with the
+    per-image differences behind them (None for a plain estimate without images)."""
 
     mean: float
     se: float
     n: int
+    per_image: np.ndarray | None = None
 
 
 def paired_difference(worse_ll: np.ndarray, better_ll: np.ndarray) -> PairedDifference:
@@ -59,9 +61,12 @@ def paired_difference(worse_ll: np.ndarray, better_ll: np.ndarray) -> PairedDiff
         raise ValueError(f"paired scores need the same images: shapes {worse_ll.shape} and "
                          f"{better_ll.shape}")
     d = better_ll - worse_ll
-    n = d.size
-    se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-    return PairedDifference(float(d.mean()), se, n)
+    return PairedDifference(float(d.mean()), standard_error(d), d.size, d)
+
+
+def standard_error(values: np.ndarray) -> float:
+    n = values.size
+    return float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
 
 
 def decompose(scores: Scores) -> dict[str, PairedDifference]:
@@ -75,14 +80,18 @@ def decompose(scores: Scores) -> dict[str, PairedDifference]:
 
 @dataclass(frozen=True)
 class SeedSummary:
-    """One effect over seeds: the mean of the per-seed effects, their sd, the standard error of
-    the mean from that spread (seed-to-seed and image noise together), and the image-noise part
-    alone (the per-seed paired s.e.s combined)."""
+    """One effect over seeds, every seed scored on the same images. Two sources of noise:
+    the seeds (training), measured by the spread of the per-seed effects, seed_se = sd /
+    sqrt(seeds); and the images (which images, and which draw of each, were scored), shared by
+    all seeds so that more seeds do not shrink it, image_se = the s.e. over images of the
+    seed-averaged per-image differences. se combines both, sqrt(seed_se^2 + image_se^2), a
+    slight overstatement since the seed spread holds some image noise too."""
 
     mean: float
-    sd: float | None  # None for one seed
-    se: float  # sd / sqrt(seeds); the paired s.e. itself for one seed
+    sd: float | None  # the per-seed effects' sd; None for one seed
+    seed_se: float | None
     image_se: float
+    se: float
     seeds: int
 
 
@@ -90,17 +99,22 @@ def over_seeds(per_seed: Sequence[PairedDifference]) -> SeedSummary:
     if not per_seed:
         raise ValueError("no seed to summarise")
     means = np.array([p.mean for p in per_seed])
-    image_se = math.sqrt(sum(p.se ** 2 for p in per_seed)) / len(per_seed)
+    images = [p.per_image for p in per_seed]
+    if all(v is not None and v.shape == images[0].shape for v in images):
+        image_se = standard_error(np.mean(np.stack(images), axis=0))
+    else:  # no shared images to average: the per-seed s.e.s, as if independent
+        image_se = math.sqrt(sum(p.se ** 2 for p in per_seed)) / len(per_seed)
     if len(per_seed) == 1:
-        return SeedSummary(float(means[0]), None, per_seed[0].se, image_se, 1)
+        return SeedSummary(float(means[0]), None, None, image_se, image_se, 1)
     sd = float(means.std(ddof=1))
-    return SeedSummary(float(means.mean()), sd, sd / math.sqrt(len(per_seed)), image_se,
-                       len(per_seed))
+    seed_se = sd / math.sqrt(len(per_seed))
+    return SeedSummary(float(means.mean()), sd, seed_se, image_se,
+                       math.sqrt(seed_se ** 2 + image_se ** 2), len(per_seed))
 
 
 def format_summary(s: SeedSummary) -> str:
-    """'+0.94 ± 0.12 (sd 0.21, image s.e. 0.05, 3 seeds)'."""
+    """'+0.94 ± 0.12 (seeds: sd 0.21, s.e. 0.12; images: s.e. 0.05; 3 seeds)'."""
     if s.sd is None:
         return f"{s.mean:+.2f} ± {s.se:.2f} (1 seed: paired image s.e.)"
-    return (f"{s.mean:+.2f} ± {s.se:.2f} (sd {s.sd:.2f}, image s.e. {s.image_se:.2f}, "
-            f"{s.seeds} seeds)")
+    return (f"{s.mean:+.2f} ± {s.se:.2f} (seeds: sd {s.sd:.2f}, s.e. {s.seed_se:.2f}; "
+            f"images: s.e. {s.image_se:.2f}; {s.seeds} seeds)")
