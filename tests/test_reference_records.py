@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.report.binarization_causes import FINAL, causes_results, findings_markdown
+from benchmark.report.binarization_causes import (
+    FINAL,
+    causes_results,
+    findings_markdown,
+    stages_markdown,
+)
 from benchmark.report.decomposition import CONDITIONS, TESTS
 from benchmark.report.runs import load_runs
 
@@ -53,3 +58,8 @@ def test_readme_quotes_the_findings_the_records_give(runs: list) -> None:
         "README's findings table differs from the records; regenerate it with "
         "`make report-reference` and copy reports/reference-binarization-causes/tables/"
         "binarization-causes/findings.md")
+
+
+def test_the_docs_quote_every_stage_the_records_give(runs: list) -> None:
+    table = stages_markdown(causes_results(runs))
+    assert table in (ROOT / "docs" / "binarization-findings.md").read_text()
