@@ -56,6 +56,16 @@ def test_the_three_effects_sum_exactly_to_the_total() -> None:
     assert effects[TOTAL].mean == pytest.approx(1.75, abs=0.005)
 
 
+def test_the_mean_over_fresh_draws_says_which_single_draw_is_unusual() -> None:
+    from benchmark.report.decomposition import LM_DRAW_VS_FRESH, RESAMPLED, SEED_DRAW_VS_FRESH
+
+    scores = known_scores()
+    scores[(DYNAMIC, RESAMPLED)] = scores[(DYNAMIC, "test-dynamic")] + 0.05
+    effects = decompose(scores)
+    assert effects[LM_DRAW_VS_FRESH].mean == pytest.approx(0.55, abs=0.005)
+    assert effects[SEED_DRAW_VS_FRESH].mean == pytest.approx(0.05, abs=0.005)
+
+
 def test_effects_whose_scores_are_missing_are_left_out() -> None:
     scores = known_scores()
     del scores[(DYNAMIC_50K, "test-lm")]

@@ -181,7 +181,5 @@ def test_no_docstring_points_outside_the_project():
     assert not docstrings_pointing_outside(()), "\n".join(docstrings_pointing_outside(()))
 
 
-@pytest.mark.xfail(strict=False, reason="the docstrings of benchmark/data and benchmark/records "
-                                        "are being reworded by their owners")
 def test_no_docstring_of_any_stage_points_outside_the_project():
     assert not docstrings_pointing_outside(None), "\n".join(docstrings_pointing_outside(None))

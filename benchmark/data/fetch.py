@@ -1,12 +1,12 @@
 """`python -m benchmark fetch`: download (or copy) the raw files and verify them.
 
 For each file of a dataset, sources are tried in order: every --mirror (a base URL laid out like
-../shared/datasets), the canonical URL, then the public mirrors; or, with --from DIR, only the
-local folder DIR. A download streams into `<file>.part`, resumes an interrupted .part with an
-HTTP Range request, retries transient failures with exponential backoff, and becomes `<file>`
-by an atomic rename only after its size and every known digest match the catalogue. A file that
-fails its check is deleted. A verified file is never fetched again (see sources.py for how the
-verification is recorded and when the record is trusted).
+datasets/raw/: mnist/, binarized_mnist/, omniglot/), the canonical URL, then the public mirrors;
+or, with --from DIR, only the local folder DIR. A download streams into `<file>.part`, resumes
+an interrupted .part with an HTTP Range request, retries transient failures with exponential
+backoff, and becomes `<file>` by an atomic rename only after its size and every known digest
+match the catalogue. A file that fails its check is deleted. A verified file is never fetched
+again (see sources.py for how the verification is recorded and when the record is trusted).
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def source_urls(entry: RawFile, mirrors: Sequence[str]) -> list[str]:
 
 
 def local_candidates(from_dir: Path, entry: RawFile) -> list[Path]:
-    # A folder laid out like ../shared/datasets, or another data directory (with raw/).
+    # A folder laid out like datasets/raw/ (mnist/, binarized_mnist/, omniglot/), or another
+    # data directory (with raw/).
     return [Path(from_dir) / entry.relpath, raw_dir(from_dir) / entry.relpath]
 
 
@@ -97,7 +98,8 @@ def check_mirrors(mirrors: Sequence[str]) -> None:
     for m in mirrors:
         if not m.startswith(("http://", "https://")):
             raise UserError(f"--mirror {m}: expected an http(s) base URL laid out like "
-                            "../shared/datasets; for a local folder use --from DIR")
+                            "datasets/raw/ (mnist/, binarized_mnist/, omniglot/); for a local "
+                            "folder use --from DIR")
 
 
 # --- one file, one dataset -------------------------------------------------------------------

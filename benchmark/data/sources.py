@@ -1,10 +1,10 @@
 """Where each raw dataset file comes from and how to tell it is the right one.
 
 The catalogue lists, per dataset, every file with its canonical URL, public mirrors and the
-checksums published for it (see ../shared/datasets/README.md). A file is *verified* when its
-size and every known digest match. Verification is recorded in a small sidecar beside the file
-(`<file>.verified.json`: size, mtime and digests) so that a second run does not re-hash 110 MB;
-the record is trusted only while the file's size and mtime are the recorded ones.
+checksums published for it (docs/data.md lists them with their sources). A file is *verified*
+when its size and every known digest match. Verification is recorded in a small sidecar beside
+the file (`<file>.verified.json`: size, mtime and digests) so that a second run does not re-hash
+110 MB; the record is trusted only while the file's size and mtime are the recorded ones.
 
 A data directory may carry its own `catalogue.json`. It then replaces the built-in catalogue for
 that directory (fetch, info and load_dataset all use it). The test suite relies on this to work
@@ -46,7 +46,7 @@ class RawFile:
     """One file of a dataset. Digests that are not known independently are None."""
 
     dataset: str
-    relpath: str  # posix path below <data_dir>/raw, laid out like ../shared/datasets
+    relpath: str  # posix path below <data_dir>/raw: mnist/, binarized_mnist/, omniglot/
     url: str
     mirrors: tuple[str, ...] = ()
     size: int | None = None
@@ -108,7 +108,7 @@ def _binarized(name: str, size: int, sha256: str) -> RawFile:
                    (), size, sha256)
 
 
-# Facts from ../shared/datasets/README.md: md5 as torchvision publishes them, sha256 as
+# Published facts: md5 as torchvision publishes them, sha256 as
 # tensorflow-datasets publishes them. chardata.mat has no published sha256 or size; its md5
 # (one public loader) and git blob id (the authors' repository) are checked together.
 DEFAULT_CATALOGUE = Catalogue(files=(

@@ -5,7 +5,8 @@ record_schema (the types of the fields below, finite numbers, bounded strings, f
 stay inside the run folder) before anything uses it: a refused record reads as None here, and
 scan_results says why.
 
-Schema (DESIGN.md "The result record"); optional keys are absent or null when not applicable:
+Schema (docs/result-record.md explains every field); optional keys are absent or null when not
+applicable:
 
     {"run_id": str, "sweep": str | None,
      "config": {"data", "model", "k", "layers", "seed", "fidelity", "schedule", "stages",

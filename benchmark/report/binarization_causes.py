@@ -25,6 +25,8 @@ from benchmark.report.decomposition import (
     EFFECTS,
     EXTRA_EFFECTS,
     FIXED,
+    RESAMPLED,
+    RESAMPLING_ON_DYNAMIC,
     TESTS,
     TOTAL,
     PairedDifference,
@@ -129,9 +131,11 @@ def scores_of(run: Run) -> dict[str, dict[str, list[Score]]]:
             continue  # a final score of a run still training is of a model that moved on
         for path in sorted(place.glob("*.json")):
             summary = readable_summary(run.run_dir, path.relative_to(run.run_dir))
-            if summary is not None and summary["name"] in (*TESTS, "train"):
-                out.setdefault(point, {}).setdefault(summary["name"], []).append(
-                    Score(summary, place))
+            if summary is not None and (summary["name"] in (*TESTS, "train")
+                                        or summary["name"].startswith(RESAMPLED)):
+                # every resampled:R is "the mean over fresh draws"; the largest R is kept
+                name = RESAMPLED if summary["name"].startswith(RESAMPLED) else summary["name"]
+                out.setdefault(point, {}).setdefault(name, []).append(Score(summary, place))
     return out
 
 
@@ -165,8 +169,9 @@ class PointResult:
 
 
 def common_k(found: dict[tuple[str, str], list[Score]]) -> int | None:
-    """The largest k every found score name was computed with (scores pair only at one k)."""
-    ks = [{s.k for s in scores} for scores in found.values()]
+    """The largest k every found test and train score was computed with (scores pair only at
+    one k; the optional mean over fresh draws joins when it has that k too)."""
+    ks = [{s.k for s in scores} for key, scores in found.items() if key[1] != RESAMPLED]
     shared = set.intersection(*ks) if ks else set()
     return max(shared) if shared else None
 
@@ -182,12 +187,15 @@ def seed_scores(by_condition: dict[str, Run], point: str
         return {}, None, None
     values, epoch = {}, None
     for key, scores in found.items():
-        score = max((s for s in scores if s.k == k), key=lambda s: s.n)
+        if not any(s.k == k for s in scores):
+            continue
+        score = max((s for s in scores if s.k == k),
+                    key=lambda s: (s.n, int(s.summary.get("draws", 1))))
         array = score.values(by_condition[key[0]].run_dir)
         if array is not None:
             values[key] = array
             epoch = float(score.summary["epoch"])
-    tests = [a for key, a in values.items() if key[1] in TESTS]
+    tests = [a for key, a in values.items() if key[1] != "train"]
     if tests and any(not np.array_equal(tests[0][0], a[0]) for a in tests):
         return {}, None, None  # not the same images: nothing pairs
     return {key: a[1] for key, a in values.items()}, epoch, k
@@ -202,7 +210,7 @@ def point_result(seeds: dict[int, dict[str, Run]], point: str) -> PointResult | 
         if not scores:
             continue
         epochs, k = epoch if epoch is not None else epochs, seed_k
-        tests = {key: v for key, v in scores.items() if key[1] in TESTS}
+        tests = {key: v for key, v in scores.items() if key[1] != "train"}
         n = next((v.size for v in tests.values()), n)
         for name, diff in decompose(tests).items():
             per_effect.setdefault(name, []).append(diff)
@@ -270,7 +278,10 @@ def effects_table(cells: dict[CellKey, list[PointResult]], published: Published
             "59.6k, on LM's test file; test draw = dynamic 59.6k on LM's test file − on the "
             "suite's seed-123 draw; total = fixed on LM's test file − dynamic 59.6k on the "
             "seed-123 draw, which is the sum of the three (what Table 3 − Table 1 measures); "
-            "the last effect is the resampling effect measured on the seed-123 draw instead. "
+            "resampling (dynamic test) is the resampling effect measured on the seed-123 draw "
+            "instead; the last two, where the 59.6k models were also scored on the mean over "
+            "fresh draws of the same images (--test resampled:R), say which single draw is the "
+            "unusual one. "
             "Values: mean over seeds ± its standard error, which combines the seeds' spread "
             "(training noise) and the images' (which test images, and which draw of each, "
             "were scored: the same for every seed, so more seeds do not shrink it); the notes "
@@ -360,7 +371,7 @@ def stages_markdown(cells: dict[CellKey, list[PointResult]]) -> str:
             if r.point == FINAL:
                 continue
             effects = [f"{s.mean:+.2f} ± {s.se:.2f}" if (s := r.effects.get(name)) else "–"
-                       for name in EFFECT_COLUMNS]
+                       for name in (*EFFECTS, TOTAL, RESAMPLING_ON_DYNAMIC)]
             test, train = r.nll.get((FIXED, "test-lm")), r.nll.get((FIXED, "train"))
             gap = f"{test.mean - train.mean:+.2f}" if test and train else "–"
             lines.append(f"| {key.model.upper()} k={key.k} | {int(r.point) + 1} | "

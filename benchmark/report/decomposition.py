@@ -26,6 +26,9 @@ import numpy as np
 FIXED, DYNAMIC_50K, DYNAMIC = "mnist-fixed", "mnist-dynamic-lm50k", "mnist-dynamic"
 CONDITIONS = (FIXED, DYNAMIC_50K, DYNAMIC)
 TESTS = ("test-lm", "test-dynamic")
+# The mean over fresh draws of the same images (evaluate --test resampled:R), when scored: the
+# yardstick that says which of the two single draws is the unusual one.
+RESAMPLED = "test-resampled"
 
 # name -> ((condition, test) scored worse when positive, (condition, test) it is compared with)
 EFFECTS = {
@@ -37,7 +40,13 @@ TOTAL = "total"  # fixed on its own test file against dynamic on its own: Table 
 TOTAL_TERMS = ((FIXED, "test-lm"), (DYNAMIC, "test-dynamic"))
 # The resampling effect measured on the suite's draw instead: does it depend on the test draw?
 RESAMPLING_ON_DYNAMIC = "resampling (dynamic test)"
-EXTRA_EFFECTS = {RESAMPLING_ON_DYNAMIC: ((FIXED, "test-dynamic"), (DYNAMIC_50K, "test-dynamic"))}
+LM_DRAW_VS_FRESH = "LM test draw − fresh draws"
+SEED_DRAW_VS_FRESH = "seed-123 draw − fresh draws"
+EXTRA_EFFECTS = {
+    RESAMPLING_ON_DYNAMIC: ((FIXED, "test-dynamic"), (DYNAMIC_50K, "test-dynamic")),
+    LM_DRAW_VS_FRESH: ((DYNAMIC, "test-lm"), (DYNAMIC, RESAMPLED)),
+    SEED_DRAW_VS_FRESH: ((DYNAMIC, "test-dynamic"), (DYNAMIC, RESAMPLED)),
+}
 
 Scores = Mapping[tuple[str, str], np.ndarray]  # (condition, test) -> per-image log-likelihood
 
