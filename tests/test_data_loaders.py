@@ -138,7 +138,8 @@ def test_unknown_split_and_condition_list_the_choices(synthetic_data_dir: Path) 
     ds = load_dataset("mnist-fixed", synthetic_data_dir)
     with pytest.raises(UserError, match="unknown split 'dev'; choose train, valid or test"):
         ds.split("dev")
-    with pytest.raises(UserError, match="choose one of mnist-dynamic, mnist-fixed, omniglot"):
+    with pytest.raises(UserError, match="choose one of mnist-dynamic, mnist-fixed, "
+                                        "mnist-dynamic-lm50k, omniglot"):
         load_dataset("mnist", synthetic_data_dir)
 
 
@@ -362,7 +363,11 @@ def test_info_reports_files_and_splits(synthetic_data_dir: Path,
     assert info["conditions"]["mnist-fixed"]["dynamic"] is False
     assert info_command(synthetic_data_dir, as_json=False) == 0
     text = capsys.readouterr().out
-    assert "mnist-dynamic  train (100, 784)  valid (400, 784)  test (50, 784)" in text
+    assert "mnist-dynamic        train (100, 784)  valid (400, 784)  test (50, 784)" in text
+    # the condition on the 50,000 images behind the fixed file: here the synthetic 100 and 50
+    assert info["conditions"]["mnist-dynamic-lm50k"]["splits"] == {
+        "train": [N_TRAIN, 784], "valid": [50, 784], "test": [N_TEST, 784]}
+    assert "mnist-dynamic-lm50k  train (100, 784)  valid (50, 784)  test (50, 784)" in text
 
 
 def test_info_on_an_empty_data_dir(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ from benchmark.evaluation.run import score
 from benchmark.evaluation.trained_model import load_trained_model
 from benchmark.models import IWAEModel
 from benchmark.records import (
+    EVALUATIONS_DIR,
     atomic_write,
     atomic_write_json,
     load_result,
@@ -54,7 +55,6 @@ from benchmark.records import (
     write_result,
 )
 
-EVALUATIONS = "evaluations"
 BELOW_BOUND_SE = 3.0  # AIS this many paired standard errors below L_k: too few distributions
 
 
@@ -161,7 +161,7 @@ def run_ais_evaluation(run_dir: Path, model: IWAEModel, x: torch.Tensor, index: 
     n = len(index)
     name = (f"ais_T{settings.steps}_C{settings.chains}_L{settings.leapfrog}_{settings.start}"
             f"_n{n}")
-    out = run_dir / EVALUATIONS
+    out = run_dir / EVALUATIONS_DIR
     store = BatchStore(out / f".partial-{name}", {
         "model": digest, "test_index": hashlib.sha256(index.tobytes()).hexdigest(),
         **settings.to_dict()})
@@ -225,7 +225,7 @@ def ais_summary(name: str, outcome: AISOutcome, bound: np.ndarray, source: str, 
         "below_bound": bool(math.isfinite(gap_se) and gap < -BELOW_BOUND_SE * gap_se),
         "seconds": round(outcome.seconds, 3), "seconds_per_example": outcome.seconds / n,
         "resumed_batches": outcome.resumed_batches,
-        "file": f"{EVALUATIONS}/{name}.npz",
+        "file": f"{EVALUATIONS_DIR}/{name}.npz",
     }
 
 
@@ -249,7 +249,7 @@ def record_ais(run_dir: Path, name: str, summary: dict[str, Any]) -> None:
 def run_bdmc_evaluation(run_dir: Path, model: IWAEModel, simulated: int, steps: tuple[int, ...],
                         settings: AISSettings, digest: str) -> dict[str, Any]:
     name = f"bdmc_C{settings.chains}_L{settings.leapfrog}_{settings.start}_m{simulated}"
-    out = run_dir / EVALUATIONS
+    out = run_dir / EVALUATIONS_DIR
     described = {key: value for key, value in settings.to_dict().items()
                  if key != "intermediate"}
     store = BatchStore(out / f".partial-{name}", {"model": digest, "simulated": simulated,

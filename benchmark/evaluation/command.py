@@ -23,6 +23,7 @@ from benchmark.evaluation.likelihood import summarise_nll
 from benchmark.evaluation.run import save_npy, score
 from benchmark.evaluation.trained_model import load_trained_model
 from benchmark.records import (
+    EVALUATIONS_DIR,
     atomic_write_json,
     resolve_device,
 )
@@ -51,7 +52,7 @@ def evaluate_run(run_dir: Path, *, k: int = 5000, n: int | None = None, split: s
     ll = score(model, x, k, device, show_progress=show_progress)
     est = summarise_nll(ll)
     name = f"{split}_k{k}_n{est.n}"
-    out = Path(run_dir) / "evaluations"
+    out = Path(run_dir) / EVALUATIONS_DIR
     save_npy(out / f"{name}.npy", ll)
     summary = {"split": split, "k": k, "n": est.n, "nll": est.nll, "se": est.se,
                "seconds": round(time.perf_counter() - started, 3)}

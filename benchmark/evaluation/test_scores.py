@@ -30,9 +30,7 @@ from benchmark.evaluation.inputs import EVAL_SUBSET_SEED, random_subset
 from benchmark.evaluation.likelihood import summarise_nll
 from benchmark.evaluation.run import save_npy, score
 from benchmark.models import IWAEModel
-from benchmark.records import atomic_write_json, read_json
-
-EVALUATIONS_DIR = "evaluations"
+from benchmark.records import EVALUATIONS_DIR, atomic_write_json, read_json
 
 
 @dataclass(frozen=True)

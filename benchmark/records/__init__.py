@@ -24,6 +24,7 @@ EXPORTS = {  # public name: the module of this package that defines it
     "read_json": "fileio",
     "remove_temporaries": "fileio",
     "RESULT_FILE": "record_schema",
+    "EVALUATIONS_DIR": "record_schema",
     "STATUSES": "record_schema",
     "iter_results": "results",
     "scan_results": "results",

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from benchmark.errors import UserError
 from benchmark.records.fileio import atomic_write_bytes
-from benchmark.records.results import RESULT_FILE, load_result
+from benchmark.records.record_schema import EVALUATIONS_DIR, RESULT_FILE
+from benchmark.records.results import load_result
 
 RUN_FILES = ("result.json", "config.json", "metrics.csv", "loglik_test.npy",
              "loglik_test_index.npy")
@@ -21,7 +22,7 @@ def published_files(run_dir: Path) -> list[Path]:
     """The files of one run that a published record keeps, relative to the run folder; never a
     symlink, never anything outside the run folder."""
     keep = [Path(name) for name in RUN_FILES if (run_dir / name).is_file()]
-    evaluations = run_dir / "evaluations"
+    evaluations = run_dir / EVALUATIONS_DIR
     if evaluations.is_dir() and not evaluations.is_symlink():
         for path in sorted(evaluations.rglob("*")):
             if path.is_file() and not path.is_symlink() and path.suffix in EVALUATION_SUFFIXES \

@@ -17,6 +17,7 @@ from typing import Any
 from benchmark.records.run_folder import RecordError, relative_name_problem
 
 RESULT_FILE = "result.json"
+EVALUATIONS_DIR = "evaluations"  # a run's later evaluations: summaries and per-example values
 STATUSES = ("complete", "running", "failed", "unavailable")
 MAX_STRING_CHARS = 16_384  # a reason, a command line, a path: far longer is not a record's
 MAX_DEPTH = 32

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.records import RecordError, inside, read_array, read_json
+from benchmark.records import EVALUATIONS_DIR, RecordError, inside, read_array, read_json
 from benchmark.report.decomposition import (
     CONDITIONS,
     DYNAMIC,
+    DYNAMIC_50K,
     EFFECTS,
     EXTRA_EFFECTS,
     FIXED,
@@ -39,10 +40,9 @@ from benchmark.report.published import Published
 from benchmark.report.runs import Run, format_count
 from benchmark.report.tableio import Cell, ReportTable
 
-EVALUATIONS_DIR = "evaluations"
 FINAL = "final"
 EFFECT_COLUMNS = (*EFFECTS, TOTAL, *EXTRA_EFFECTS)
-CONDITION_LABELS = {FIXED: "fixed LM 50k", "mnist-dynamic-lm50k": "dynamic on LM's 50k",
+CONDITION_LABELS = {FIXED: "fixed LM 50k", DYNAMIC_50K: "dynamic on LM's 50k",
                     DYNAMIC: "dynamic 59.6k"}
 
 
