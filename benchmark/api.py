@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.config import RunConfig, run_id
+from benchmark.config import RunConfig, default_data_dir, run_id
 from benchmark.data import BinarizedTestSet
 from benchmark.errors import UserError
 from benchmark.evaluation import evaluate_run, evaluate_run_ais, evaluate_run_bdmc
@@ -40,11 +40,6 @@ __all__ = ["Run", "RunConfig", "SweepReport", "ais", "bdmc", "build_report", "ev
            "load_results", "score_binarizations", "sweep", "train"]
 
 PathLike = str | os.PathLike[str]
-
-
-def default_data_dir() -> Path:
-    """$IWAE_DATA_DIR, else datasets/ (where `python -m benchmark fetch` puts the files)."""
-    return Path(os.environ.get("IWAE_DATA_DIR", "datasets"))
 
 
 def _data_dir(data_dir: PathLike | None) -> Path:

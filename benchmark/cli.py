@@ -12,14 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from benchmark.config import DATA_CONDITIONS, ESTIMATORS, GRIDS, OBJECTIVES
+from benchmark.config import DATA_CONDITIONS, ESTIMATORS, GRIDS, OBJECTIVES, default_data_dir
 from benchmark.errors import UserError, filesystem_error_line
 
 FETCH_CHOICES = ("mnist", "binarized-mnist", "omniglot", "all")
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("IWAE_DATA_DIR", "datasets"))
 
 
 def default_mirrors() -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,11 @@ GRID_DATA = {
     "estimators": ("mnist-dynamic",),
 }
 GRIDS = tuple(GRID_DATA)
+
+def default_data_dir() -> Path:
+    """$IWAE_DATA_DIR, else datasets/ (where `python -m benchmark fetch` puts the files)."""
+    return Path(os.environ.get("IWAE_DATA_DIR", "datasets"))
+
 
 # Evaluation defaults per schedule: the protocol's L_5000 on the whole test set, except the smoke
 # schedule, which exists to exercise the machinery in seconds.

@@ -100,7 +100,7 @@ def evaluate_run_ais(run_dir: Path, *, intermediate: Sequence[int] | None = None
     (metrics.ais, metrics.ais_evaluations). Returns the summaries; an interrupted evaluation
     resumes with the same numbers when called again."""
     run_dir = Path(run_dir)
-    device = resolve_device(device) if isinstance(device, str) else device
+    device = resolve_device(device)
     config, model, digest = complete_model(run_dir, device)
     dataset = load_dataset(config.data, Path(data_dir))
     inputs = evaluation_inputs(dataset, config, split_n=n)
@@ -120,7 +120,7 @@ def evaluate_run_bdmc(run_dir: Path, *, intermediate: Sequence[int] | None = Non
     of intermediate distributions T (default 100, 1,000, 10,000); saved under
     RUN_DIR/evaluations and recorded in result.json (metrics.bdmc). Returns the summary."""
     run_dir = Path(run_dir)
-    device = resolve_device(device) if isinstance(device, str) else device
+    device = resolve_device(device)
     _, model, digest = complete_model(run_dir, device)
     settings = AISSettings(steps=1, chains=chains, leapfrog=leapfrog, start=start, batch=batch)
     return run_bdmc_evaluation(run_dir, model, simulated or BDMC_DEFAULT_SIMULATED,

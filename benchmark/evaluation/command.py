@@ -39,7 +39,7 @@ def evaluate_run(run_dir: Path, *, k: int = 5000, n: int | None = None, split: s
     "seconds"} (NLL in positive nats, se its standard error over the examples)."""
     if split not in ("test", "train"):
         raise UserError(f"split must be test or train, got {split!r}")
-    device = resolve_device(device) if isinstance(device, str) else device
+    device = resolve_device(device)
     config, model = load_trained_model(Path(run_dir), device)
     dataset = load_dataset(config.data, Path(data_dir))
     inputs = evaluation_inputs(dataset, config, split_n=n)

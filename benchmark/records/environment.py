@@ -12,10 +12,14 @@ import benchmark
 from benchmark.errors import UserError
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str | torch.device) -> torch.device:
+    """"auto", "cpu" or "cuda" (or a torch.device) as the device to run on; UserError when CUDA
+    is asked for and torch sees no GPU."""
+    if isinstance(name, torch.device):
+        name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for but torch sees no CUDA GPU; "
                         "use --device cpu (or auto)")
     return torch.device(name)
