@@ -30,7 +30,13 @@ from benchmark.evaluation.inputs import EVAL_SUBSET_SEED, random_subset
 from benchmark.evaluation.likelihood import summarise_nll
 from benchmark.evaluation.run import save_npy, score
 from benchmark.models import IWAEModel
-from benchmark.records import EVALUATIONS_DIR, atomic_write_json, read_json
+from benchmark.records import (
+    EVALUATIONS_DIR,
+    RecordError,
+    atomic_write_json,
+    read_array,
+    read_run_json,
+)
 
 
 @dataclass(frozen=True)
@@ -66,15 +72,16 @@ def output_paths(run_dir: Path, stage: int | None, name: str, k: int, n: int
     return stem.with_suffix(".json"), stem.with_suffix(".npy"), stem.with_suffix(".index.npy")
 
 
-def saved_score(paths: tuple[Path, Path, Path], index: np.ndarray, model_step: int
-                ) -> dict[str, Any] | None:
-    """The summary of a score already on disk for these examples and this model, else None."""
-    summary_path, values_path, index_path = paths
+def saved_score(run_dir: Path, paths: tuple[Path, Path, Path], index: np.ndarray,
+                model_step: int) -> dict[str, Any] | None:
+    """The summary of a score already on disk for these examples and this model, else None;
+    read through the records' reader (inside the run folder, never unpickled)."""
+    summary_path, values_path, index_path = (str(p.relative_to(run_dir)) for p in paths)
     try:
-        summary = read_json(summary_path)
-        saved_index = np.load(index_path, allow_pickle=False)
-        values = np.load(values_path, allow_pickle=False)
-    except (OSError, ValueError):
+        summary = read_run_json(run_dir, summary_path)
+        saved_index = read_array(run_dir, index_path)
+        values = read_array(run_dir, values_path)
+    except RecordError:
         return None
     if not isinstance(summary, dict) or summary.get("model_step") != model_step:
         return None
@@ -97,7 +104,7 @@ def score_and_save(model: IWAEModel, scored: ScoredImages, k: int, device: torch
                    epoch: float) -> dict[str, Any]:
     """Score (or read back) one set of images and return its summary."""
     paths = output_paths(run_dir, stage, scored.name, k, len(scored.index))
-    existing = saved_score(paths, scored.index, model_step)
+    existing = saved_score(Path(run_dir), paths, scored.index, model_step)
     if existing is not None:
         return existing
     started = time.perf_counter()

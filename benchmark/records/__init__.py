@@ -32,6 +32,7 @@ EXPORTS = {  # public name: the module of this package that defines it
     "folder_problems": "record_reader",
     "read_array": "record_reader",
     "read_config": "record_reader",
+    "read_run_json": "record_reader",
     "read_curves": "record_reader",
     "read_record": "record_reader",
     "RecordError": "run_folder",

@@ -33,6 +33,7 @@ from benchmark.records.fileio import (
     remove_temporaries,
 )
 from benchmark.records.pickled_checkpoints import load_pickled, refusal, trusted
+from benchmark.records.record_reader import first_line
 from benchmark.records.run_folder import RecordError, inside
 
 CHECKPOINT_DIR = "checkpoints"
@@ -149,7 +150,7 @@ def _read(run_dir: Path, step: int, map_location: str | torch.device, advice: st
             raise refusal(pt) from err
         data = _convert(run_dir, step, map_location)
     except Exception as err:  # a zip or tensor-storage error: a hostile or foreign file
-        raise UserError(f"{pt} is not a checkpoint this suite can read ({_first_line(err)}); "
+        raise UserError(f"{pt} is not a checkpoint this suite can read ({first_line(err)}); "
                         f"{advice.format(folder=pt.parent)}") from err
     if not isinstance(data, dict):
         raise UserError(f"{pt} is not a checkpoint (it holds a {type(data).__name__})")
@@ -165,13 +166,8 @@ def _convert(run_dir: Path, step: int, map_location: str | torch.device) -> Any:
         _write(run_dir, step, from_file(payload))
     except (OSError, TypeError) as err:
         print(f"warning: read the pickled checkpoint {pt} (trusted), but could not rewrite it "
-              f"as plain tensors ({_first_line(err)})", file=sys.stderr)
+              f"as plain tensors ({first_line(err)})", file=sys.stderr)
         return load_pickled(pt, map_location=map_location)
     print(f"note: rewrote the pickled checkpoint {pt} (trusted) as plain tensors; it is read "
           "without the opt-in from now on", file=sys.stderr)
     return torch.load(pt, map_location=map_location, weights_only=True)
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__

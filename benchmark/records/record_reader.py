@@ -9,6 +9,7 @@ Arrays are read with allow_pickle=False: an object array is a pickle, and loadin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,30 +29,31 @@ CURVE_COLUMNS = tuple(CurveRow.__dataclass_fields__)
 
 def read_record(run_dir: Path) -> dict[str, Any]:
     """The validated result record of a run; RecordError when there is none or it is refused."""
-    record = _read_json(run_dir, RESULT_FILE)
-    try:
-        validate_record(record)
-    except RecordError as err:
-        raise RecordError(f"{RESULT_FILE}: {err}") from None
-    return record
+    return _read_validated(run_dir, RESULT_FILE, validate_record)
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     """The validated run configuration (config.json) of a run."""
-    config = _read_json(run_dir, CONFIG_FILE)
+    return _read_validated(run_dir, CONFIG_FILE, validate_config)
+
+
+def _read_validated(run_dir: Path, name: str, validate: Callable[[Any], None]) -> Any:
+    value = read_run_json(run_dir, name)
     try:
-        validate_config(config)
+        validate(value)
     except RecordError as err:
-        raise RecordError(f"{CONFIG_FILE}: {err}") from None
-    return config
+        raise RecordError(f"{name}: {err}") from None
+    return value
 
 
-def _read_json(run_dir: Path, name: str) -> Any:
-    path = _bounded(run_dir, name, MAX_JSON_BYTES)
+def read_run_json(run_dir: Path, name: str, limit: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file of the run folder (name relative to it), of at most `limit` bytes, parsed;
+    RecordError in one line otherwise. The caller checks what it holds."""
+    path = _bounded(run_dir, name, limit)
     try:
         return json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise RecordError(f"{name}: {_first_line(err)}") from None
+        raise RecordError(f"{name}: {first_line(err)}") from None
 
 
 def read_curves(run_dir: Path, name: str = CURVES_FILE) -> pd.DataFrame:
@@ -60,7 +62,7 @@ def read_curves(run_dir: Path, name: str = CURVES_FILE) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
-        raise RecordError(f"{name}: {_first_line(err)}") from None
+        raise RecordError(f"{name}: {first_line(err)}") from None
     missing = [c for c in ("epoch", "train_bound_nll") if c not in frame.columns]
     if missing:
         raise RecordError(f"{name}: no column {missing[0]}")
@@ -75,7 +77,7 @@ def read_array(run_dir: Path, name: str, *, header_only: bool = False) -> np.nda
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r" if header_only else None)
     except (OSError, ValueError, EOFError) as err:
-        reason = _first_line(err)
+        reason = first_line(err)
         if "allow_pickle" in reason or "Python objects" in reason:
             reason = "an array of Python objects (a pickle), which is never loaded"
         raise RecordError(f"{name}: {reason}") from None
@@ -107,7 +109,7 @@ def _bounded(run_dir: Path, name: str, limit: int) -> Path:
     except RecordError as err:
         raise RecordError(f"{name}: {err}") from None
     except OSError as err:
-        raise RecordError(f"{name}: {_first_line(err)}") from None
+        raise RecordError(f"{name}: {first_line(err)}") from None
     if not path.is_file():
         raise RecordError(f"{name}: not a file")
     if size > limit:
@@ -116,6 +118,7 @@ def _bounded(run_dir: Path, name: str, limit: int) -> Path:
     return path
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message, at most 300 characters: a message for one line."""
     lines = str(err).strip().splitlines()
     return lines[0][:300] if lines else type(err).__name__

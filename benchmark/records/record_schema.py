@@ -52,12 +52,13 @@ CONFIG = {"data": STR, "model": STR, "k": INT, "layers": INT, "seed": INT, "fide
           "estimator": _OPT_STR, "m": _OPT_INT, "beta": _OPT_NUM, "batch_size": INT,
           "train_size": INT, "test_binarization_seed": INT}
 _EVALUATION = {"name": STR, "file": Opt(PATH)}  # an AIS summary; its numbers pass the walk
+_SCORE = {"loglik": PATH, "index": PATH}  # a test-binarization score (evaluate --test)
 METRICS = {"test_nll": _OPT_NUM, "test_nll_se": _OPT_NUM, "train_nll": _OPT_NUM,
            "train_nll_se": _OPT_NUM, "train_eval_n": _OPT_INT, "active_units": ListOf(INT),
            "unit_variances": ListOf(ListOf(NUM)), "test_nll_pruned": _OPT_NUM,
            "eval_k": _OPT_INT, "eval_n": _OPT_INT, "ais": Opt(_EVALUATION),
            "ais_evaluations": MapOf(_EVALUATION), "bdmc": Opt({"rows": ListOf({})}),
-           "tests": MapOf({"loglik": PATH, "index": PATH})}
+           "tests": MapOf(_SCORE), "stages": MapOf(MapOf(_SCORE))}
 RECORD = {
     "run_id": _OPT_STR, "sweep": _OPT_STR, "config": CONFIG, "status": OneOf(STATUSES),
     "reason": _OPT_STR,
