@@ -15,12 +15,13 @@ import hashlib
 import io
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from benchmark.data.lm_matching import MatchingError, match, verify_matching
+from benchmark.data.lm_matching import MatchingError, PairCheck, match, verify_matching
 from benchmark.records import atomic_write_bytes, atomic_write_json, file_digest
 
 MATCHING_VERSION = 1
@@ -34,6 +35,8 @@ class LMPairs:
     train: np.ndarray  # (50000,) into MNIST's training images
     valid: np.ndarray  # (10000,) into MNIST's training images
     test: np.ndarray  # (10000,) into MNIST's test images
+    checks: Mapping[str, PairCheck]  # part -> how well each pair fits, as verified
+    mnist_train_size: int  # the training images train and valid were matched into
     cache: Path | None = None  # where it is cached (None when the cache could not be written)
     computed: bool = False  # computed by this call, rather than read from the cache
 
@@ -62,16 +65,16 @@ def _gray_pool(sources: LMSources, part: str) -> np.ndarray:
     return sources.mnist_test if part == "test" else sources.mnist_train
 
 
-def verify(sources: LMSources, pairs: dict[str, np.ndarray]) -> None:
+def verify(sources: LMSources, pairs: dict[str, np.ndarray]) -> dict[str, PairCheck]:
     """MatchingError unless the pairs are one-to-one and every pair a plausible draw; train and
-    valid together must use each MNIST training image at most once."""
-    for part in PARTS:
-        verify_matching(sources.lm[part], _gray_pool(sources, part), pairs[part],
-                        f"LM {part} file")
+    valid together must use each MNIST training image at most once. Returns each part's fit."""
+    checks = {part: verify_matching(sources.lm[part], _gray_pool(sources, part), pairs[part],
+                                    f"LM {part} file") for part in PARTS}
     both = np.concatenate([pairs["train"], pairs["valid"]])
     if len(np.unique(both)) != len(both):
         raise MatchingError("the LM train and valid files share MNIST training images; they "
                             "should be disjoint parts of one permutation")
+    return checks
 
 
 def compute(sources: LMSources) -> dict[str, np.ndarray]:
@@ -125,8 +128,9 @@ def lm_pairs(sources: LMSources, cache_dir: Path, quiet: bool = False) -> LMPair
             print("matching the Larochelle-Murray files to MNIST (once; about a minute) ...",
                   file=sys.stderr)
         pairs = compute(sources)
-    verify(sources, pairs)  # a cache is checked like a fresh result, before anything uses it
+    checks = verify(sources, pairs)  # a cache is checked like a fresh result, before any use
     where = write_cache(cache_dir, sources, pairs) if computed else \
         cache_paths(cache_dir, sources)[0]
     return LMPairs(train=pairs["train"], valid=pairs["valid"], test=pairs["test"],
-                   cache=where, computed=computed)
+                   checks=checks, mnist_train_size=len(sources.mnist_train), cache=where,
+                   computed=computed)

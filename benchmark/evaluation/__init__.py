@@ -57,6 +57,8 @@ EXPORTS = {  # public name: the module of this package that defines it
     "evaluate_command": "command",
     "evaluate_run": "command",
     "score_binarizations": "binarization_command",
+    "images_to_score": "binarization_command",
+    "score_images_at": "binarization_command",
     "load_trained_model": "trained_model",
     "ais_evaluate_command": "ais_command",
     "evaluate_run_ais": "ais_command",

@@ -40,6 +40,7 @@ from benchmark.models import IWAEModel
 from benchmark.records import (
     load_result,
     load_stage_snapshot,
+    resolve_device,
     stage_snapshot_stages,
     write_result,
 )
@@ -102,19 +103,14 @@ def record_scores(run_dir: Path, scores: dict[int | None, dict[str, dict[str, An
     return True
 
 
-def score_binarizations(run_dir: Path, tests: Sequence[BinarizedTestSet | str] = ("lm",
-                                                                              "dynamic"),
-                        *, train: bool = False, k: int = 5000, n: int | None = None,
-                        stage: str | None = None, data_dir: Path = Path("datasets"),
-                        device: torch.device | str = "cpu", echo: bool = False,
-                        ) -> dict[int | None, dict[str, dict[str, Any]]]:
-    """Score an MNIST run on test binarizations (n of the test images: a seeded subset, all when
-    None) and, with train=True, on TRAIN_SUBSET_N of its training images, with
-    its final model (stage None or "final"), one stage's ("S") or every stage's ("all").
-    Returns stage (None: final) -> score name -> summary; a complete run's record keeps them."""
-    run_dir, device = Path(run_dir), torch.device(device)
+def images_to_score(run_dir: Path, tests: Sequence[BinarizedTestSet | str], *,
+                    train: bool = False, n: int | None = None,
+                    data_dir: Path = Path("datasets")) -> tuple[RunConfig, list[ScoredImages]]:
+    """An MNIST run's configuration and the images it is scored on: each test binarization (n
+    of the test images: a seeded subset, all when None) and, with train=True, TRAIN_SUBSET_N of
+    its training images. Loaded once, they serve every stage and every k."""
     specs = [parse_test_binarization(t) if isinstance(t, str) else t for t in tests]
-    config = recorded_config(run_dir)[0]
+    config = recorded_config(Path(run_dir))[0]
     require_mnist(config, "--test")
     if not specs and not train:
         raise UserError("nothing to score: name test binarizations (--test lm,dynamic,...) "
@@ -122,6 +118,16 @@ def score_binarizations(run_dir: Path, tests: Sequence[BinarizedTestSet | str] =
     sets = [test_images(spec, binarized_test_images(spec, data_dir), n) for spec in specs]
     if train:
         sets.append(train_images(config, data_dir))
+    return config, sets
+
+
+def score_images_at(run_dir: Path, config: RunConfig, sets: Sequence[ScoredImages], *,
+                    k: int, stage: str | None = None, device: torch.device | str = "cpu",
+                    echo: bool = False) -> dict[int | None, dict[str, dict[str, Any]]]:
+    """L_k of every image set with the final model (stage None or "final"), one stage's ("S")
+    or every stage's ("all"); returns stage (None: final) -> score name -> summary, and a
+    complete run's record keeps them."""
+    run_dir, device = Path(run_dir), resolve_device(device)
     scores: dict[int | None, dict[str, dict[str, Any]]] = {}
     for at in stages_asked(run_dir, stage):
         model, step, epoch = model_at(run_dir, at, config, device)
@@ -132,6 +138,18 @@ def score_binarizations(run_dir: Path, tests: Sequence[BinarizedTestSet | str] =
                 print(json.dumps(summary))
     record_scores(run_dir, scores)
     return scores
+
+
+def score_binarizations(run_dir: Path, tests: Sequence[BinarizedTestSet | str] = ("lm",
+                                                                              "dynamic"),
+                        *, train: bool = False, k: int = 5000, n: int | None = None,
+                        stage: str | None = None, data_dir: Path = Path("datasets"),
+                        device: torch.device | str = "cpu", echo: bool = False,
+                        ) -> dict[int | None, dict[str, dict[str, Any]]]:
+    """Score an MNIST run on test binarizations and, with train=True, its training images
+    (images_to_score), with its final model, one stage's or every stage's (score_images_at)."""
+    config, sets = images_to_score(run_dir, tests, train=train, n=n, data_dir=data_dir)
+    return score_images_at(run_dir, config, sets, k=k, stage=stage, device=device, echo=echo)
 
 
 def score_binarizations_command(args: argparse.Namespace, device: torch.device) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.records import EVALUATIONS_DIR, RecordError, inside, read_array, read_json
+from benchmark.records import EVALUATIONS_DIR, RecordError, read_array, read_run_json
 from benchmark.report.decomposition import (
     CONDITIONS,
     DYNAMIC,
@@ -67,10 +67,12 @@ class CellKey:
 
 @dataclass(frozen=True)
 class Score:
-    """One score on disk: its JSON summary and the folder of its per-image values."""
+    """One score on disk: its JSON summary, and where its per-image values lie (the run's
+    folder, and the folder inside it)."""
 
     summary: dict[str, Any]
-    folder: Path
+    run_dir: Path
+    where: Path  # relative to run_dir: evaluations, or evaluations/stage-<s>
 
     @property
     def k(self) -> int:
@@ -80,14 +82,13 @@ class Score:
     def n(self) -> int:
         return int(self.summary["n"])
 
-    def values(self, run_dir: Path) -> np.ndarray | None:
+    def values(self) -> np.ndarray | None:
         """(2, n): the image indices and their log-likelihoods, or None when unreadable. Read
         through the records' validating reader: only file names are used, nothing outside the
         run folder is followed and nothing is unpickled."""
-        where = self.folder.relative_to(run_dir)
         try:
-            values = read_array(run_dir, str(where / Path(str(self.summary["loglik"])).name))
-            index = read_array(run_dir, str(where / Path(str(self.summary["index"])).name))
+            values = read_array(self.run_dir, self._file("loglik"))
+            index = read_array(self.run_dir, self._file("index"))
         except (RecordError, KeyError):
             return None
         if values.dtype.kind != "f" or values.shape != index.shape or values.ndim != 1 or \
@@ -95,19 +96,19 @@ class Score:
             return None
         return np.stack([index.astype(np.float64), values])
 
+    def _file(self, key: str) -> str:
+        return str(self.where / Path(str(self.summary[key])).name)
+
 
 MAX_SUMMARY_BYTES = 64 * 1024  # a score's summary is a few hundred bytes
 
 
 def readable_summary(run_dir: Path, relpath: Path) -> dict[str, Any] | None:
-    """A score's JSON summary when it lies inside the run folder, is small, and has the fields
-    the section needs with sane types; else None."""
+    """A score's JSON summary when the records' reader reads it (inside the run folder, small)
+    and it has the fields the section needs, with sane types; else None."""
     try:
-        path = inside(run_dir, relpath.as_posix())
-        if path.stat().st_size > MAX_SUMMARY_BYTES:
-            return None
-        summary = read_json(path)
-    except (OSError, UnicodeDecodeError, ValueError):  # RecordError is a ValueError
+        summary = read_run_json(run_dir, relpath.as_posix(), MAX_SUMMARY_BYTES)
+    except RecordError:
         return None
     if not isinstance(summary, dict):
         return None
@@ -118,10 +119,13 @@ def readable_summary(run_dir: Path, relpath: Path) -> dict[str, Any] | None:
     return summary if fields_ok else None
 
 
-def scores_of(run: Run) -> dict[str, dict[str, list[Score]]]:
+RunScores = dict[str, dict[str, list[Score]]]  # point -> score name -> the scores on disk
+
+
+def scores_of(run: Run) -> RunScores:
     """point (FINAL, or the stage index as text) -> score name -> every score on disk, from the
     run's evaluations folder (stage-end scores of a run still training count too)."""
-    out: dict[str, dict[str, list[Score]]] = {}
+    out: RunScores = {}
     folder = run.run_dir / EVALUATIONS_DIR
     places = [(FINAL, folder)] + [
         (p.name.removeprefix("stage-"), p) for p in sorted(folder.glob("stage-*"))
@@ -135,7 +139,8 @@ def scores_of(run: Run) -> dict[str, dict[str, list[Score]]]:
                                         or summary["name"].startswith(RESAMPLED)):
                 # every resampled:R is "the mean over fresh draws"; the largest R is kept
                 name = RESAMPLED if summary["name"].startswith(RESAMPLED) else summary["name"]
-                out.setdefault(point, {}).setdefault(name, []).append(Score(summary, place))
+                out.setdefault(point, {}).setdefault(name, []).append(
+                    Score(summary, run.run_dir, place.relative_to(run.run_dir)))
     return out
 
 
@@ -176,12 +181,12 @@ def common_k(found: dict[tuple[str, str], list[Score]]) -> int | None:
     return max(shared) if shared else None
 
 
-def seed_scores(by_condition: dict[str, Run], point: str
+def seed_scores(by_condition: dict[str, RunScores], point: str
                 ) -> tuple[dict[tuple[str, str], np.ndarray], float | None, int | None]:
     """(condition, score name) -> per-image values of one seed at one point, all at one k and,
     for the test binarizations, on the same images; with the point's epoch and that k."""
-    found = {(condition, name): scores for condition, run in by_condition.items()
-             for name, scores in scores_of(run).get(point, {}).items()}
+    found = {(condition, name): scores for condition, run_scores in by_condition.items()
+             for name, scores in run_scores.get(point, {}).items()}
     k = common_k(found)
     if k is None:
         return {}, None, None
@@ -191,7 +196,7 @@ def seed_scores(by_condition: dict[str, Run], point: str
             continue
         score = max((s for s in scores if s.k == k),
                     key=lambda s: (s.n, int(s.summary.get("draws", 1))))
-        array = score.values(by_condition[key[0]].run_dir)
+        array = score.values()
         if array is not None:
             values[key] = array
             epoch = float(score.summary["epoch"])
@@ -201,7 +206,7 @@ def seed_scores(by_condition: dict[str, Run], point: str
     return {key: a[1] for key, a in values.items()}, epoch, k
 
 
-def point_result(seeds: dict[int, dict[str, Run]], point: str) -> PointResult | None:
+def point_result(seeds: dict[int, dict[str, RunScores]], point: str) -> PointResult | None:
     per_effect: dict[str, list[PairedDifference]] = {}
     per_nll: dict[tuple[str, str], list[PairedDifference]] = {}
     epochs, k, n = None, None, None
@@ -229,12 +234,14 @@ def nll_estimate(ll: np.ndarray) -> PairedDifference:
 
 
 def cell_results(seeds: dict[int, dict[str, Run]]) -> list[PointResult]:
-    """Every stage end, then the final model, that has scores."""
-    points = {p for by_condition in seeds.values() for run in by_condition.values()
-              for p in scores_of(run)}
+    """Every stage end, then the final model, that has scores (each run's read once)."""
+    scored = {seed: {condition: scores_of(run) for condition, run in by_condition.items()}
+              for seed, by_condition in seeds.items()}
+    points = {p for by_condition in scored.values() for run_scores in by_condition.values()
+              for p in run_scores}
     ordered = sorted((p for p in points if p != FINAL), key=int) + \
         ([FINAL] if FINAL in points else [])
-    return [r for p in ordered if (r := point_result(seeds, p)) is not None]
+    return [r for p in ordered if (r := point_result(scored, p)) is not None]
 
 
 def summary_cell(s: SeedSummary | None) -> Cell:
@@ -334,16 +341,20 @@ def final_point(results: list[PointResult]) -> PointResult | None:
     return next((r for r in results if r.point == FINAL), None)
 
 
+def effect_text(s: SeedSummary | None) -> str:
+    """An effect as the Markdown tables quote it: signed mean ± its standard error."""
+    return "–" if s is None else f"{s.mean:+.2f} ± {s.se:.2f}"
+
+
+def nll_text(s: SeedSummary | None) -> str:
+    """An NLL as the Markdown tables quote it: mean ± sd over seeds (one seed: its s.e.)."""
+    return "–" if s is None else f"{s.mean:.2f} ± {s.sd if s.sd is not None else s.se:.2f}"
+
+
 def findings_markdown(cells: dict[CellKey, list[PointResult]]) -> str:
     """The findings as README quotes them: per cell, the final models' effects (mean ± s.e.
     over seeds) and test NLLs (mean ± sd over seeds). Generated from the records, so that the
     README's numbers can be checked against them (tests/test_reference_records.py)."""
-    def pm(s: SeedSummary | None, spread: str = "se") -> str:
-        if s is None:
-            return "–"
-        value = s.se if spread == "se" else (s.sd if s.sd is not None else s.se)
-        return f"{s.mean:+.2f} ± {value:.2f}" if spread == "se" else f"{s.mean:.2f} ± {value:.2f}"
-
     lines = ["| cell | epochs | seeds | resampling | more images | test draw | total | "
              "fixed 50k on LM test | dynamic 59.6k on LM test | dynamic 59.6k on seed-123 draw |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -352,8 +363,8 @@ def findings_markdown(cells: dict[CellKey, list[PointResult]]) -> str:
         if final is None:
             continue
         seeds = max((s.seeds for s in final.effects.values()), default=0)
-        effects = [pm(final.effects.get(name)) for name in (*EFFECTS, TOTAL)]
-        nlls = [pm(final.nll.get(k), "sd") for k in ((FIXED, "test-lm"), (DYNAMIC, "test-lm"),
+        effects = [effect_text(final.effects.get(name)) for name in (*EFFECTS, TOTAL)]
+        nlls = [nll_text(final.nll.get(k)) for k in ((FIXED, "test-lm"), (DYNAMIC, "test-lm"),
                                                      (DYNAMIC, "test-dynamic"))]
         lines.append(f"| {key.model.upper()} k={key.k}, {key.layers} layer{'s' * (key.layers > 1)}"
                      f" | {format_count(final.epochs)} | {seeds} | " + " | ".join(effects + nlls)
@@ -370,7 +381,7 @@ def stages_markdown(cells: dict[CellKey, list[PointResult]]) -> str:
         for r in results:
             if r.point == FINAL:
                 continue
-            effects = [f"{s.mean:+.2f} ± {s.se:.2f}" if (s := r.effects.get(name)) else "–"
+            effects = [effect_text(r.effects.get(name))
                        for name in (*EFFECTS, TOTAL, RESAMPLING_ON_DYNAMIC)]
             test, train = r.nll.get((FIXED, "test-lm")), r.nll.get((FIXED, "train"))
             gap = f"{test.mean - train.mean:+.2f}" if test and train else "–"

@@ -31,14 +31,15 @@ def score_one(run_dir: str, tests: Sequence[str], k: int, n: int | None, stage_k
     """One run, in a worker process (so it imports torch there, with one thread)."""
     import torch
 
-    from benchmark.evaluation import score_binarizations
+    from benchmark.evaluation import images_to_score, score_images_at
 
     torch.set_num_threads(1)
-    score_binarizations(Path(run_dir), tests, train=True, k=k, n=n, data_dir=Path(data_dir),
-                        device=device)
+    # the images are loaded once for the final model and every stage end
+    config, sets = images_to_score(Path(run_dir), tests, train=True, n=n,
+                                   data_dir=Path(data_dir))
+    score_images_at(Path(run_dir), config, sets, k=k, device=device)
     if stage_k is not None and stage_snapshot_stages(Path(run_dir)):  # none before a stage end
-        score_binarizations(Path(run_dir), tests, train=True, k=stage_k, n=n, stage="all",
-                            data_dir=Path(data_dir), device=device)
+        score_images_at(Path(run_dir), config, sets, k=stage_k, stage="all", device=device)
     return run_dir
 
 
