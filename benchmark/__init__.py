@@ -31,6 +31,10 @@ EXPORTS = {  # public name: the module of this package that defines (or re-expor
     "bdmc": "api",
     "load_results": "api",
     "build_report": "api",
+    "load_objectives": "api",
+    "ObjectiveDefinition": "api",
+    "Parameter": "api",
+    "PublishedValue": "api",
 }
 __all__ = ["__version__", *sorted(EXPORTS)]
 __getattr__ = lazy_exports(__name__, EXPORTS)

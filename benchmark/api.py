@@ -28,15 +28,18 @@ import pandas as pd
 
 from benchmark.config import RunConfig, default_data_dir, run_id
 from benchmark.data import BinarizedTestSet
+from benchmark.definitions import ObjectiveDefinition, Parameter, PublishedValue
 from benchmark.errors import UserError
 from benchmark.evaluation import evaluate_run, evaluate_run_ais, evaluate_run_bdmc
 from benchmark.evaluation import score_binarizations as score_run_binarizations
+from benchmark.plugins import load_plugins
 from benchmark.records import load_result, load_results_frame, resolve_device
 from benchmark.report import build_report as build_html_report
 from benchmark.sweeps import SweepReport, score_grid, sweep_grid, sweep_options
 from benchmark.training import ExecutionOptions, train_run
 
-__all__ = ["Run", "RunConfig", "SweepReport", "ais", "bdmc", "build_report", "evaluate",
+__all__ = ["ObjectiveDefinition", "Parameter", "PublishedValue", "Run", "RunConfig",
+           "SweepReport", "ais", "bdmc", "build_report", "evaluate", "load_objectives",
            "load_results", "score_binarizations", "sweep", "train"]
 
 PathLike = str | os.PathLike[str]
@@ -77,6 +80,13 @@ class Run:
 
 def _run_dir(run: Run | PathLike) -> Path:
     return run.dir if isinstance(run, Run) else Path(run)
+
+
+def load_objectives(*plugins: PathLike) -> tuple[str, ...]:
+    """Register the objectives of plugins (a .py file or an importable module holding
+    OBJECTIVES; docs/objectives.md) and return their names. Runs then take model=<name> and
+    params={...}; sweeps hand the plugins to their workers (local processes and Ray)."""
+    return load_plugins([str(p) for p in plugins])
 
 
 def train(config: RunConfig, *, out: PathLike | None = None, data_dir: PathLike | None = None,

@@ -12,8 +12,19 @@ import os
 import sys
 from pathlib import Path
 
-from benchmark.config import DATA_CONDITIONS, ESTIMATORS, GRIDS, OBJECTIVES, default_data_dir
+from benchmark.config import DATA_CONDITIONS, GRIDS, default_data_dir
+from benchmark.definitions import (
+    default_snr_estimators,
+    describe_objectives,
+    estimator_names,
+    estimators,
+    objective_names,
+    parameters,
+    snr_names,
+    users_of,
+)
 from benchmark.errors import UserError, filesystem_error_line
+from benchmark.plugins import PLUGIN_ENV, PLUGIN_FLAG, load_plugins, loaded_plugins
 
 FETCH_CHOICES = ("mnist", "binarized-mnist", "omniglot", "all")
 
@@ -74,28 +85,28 @@ def add_trust_flag(p: argparse.ArgumentParser) -> None:
                         f"plain tensors; the same as {TRUST_ENV}=1")
 
 
-def unit_interval(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text}")
-    return value
+def add_plugin_flag(p: argparse.ArgumentParser) -> None:
+    """Objectives of your own (benchmark.plugins): main() loads them before parsing the rest."""
+    p.add_argument(PLUGIN_FLAG, action="append", default=[], metavar="PATH_OR_MODULE",
+                   help="load objectives of your own from a .py file or a module that defines "
+                        f"OBJECTIVES (repeatable; also ${PLUGIN_ENV} and installed entry points)")
 
 
 def add_objective_flags(p: argparse.ArgumentParser) -> None:
-    """What a run trains: the bound, its gradient estimator and their parameters."""
-    p.add_argument("--model", required=True, choices=OBJECTIVES,
-                   help="the objective: vae, iwae (the paper's), miwae, ciwae, piwae "
-                        "(Rainforth et al. 2018) or rws (reweighted wake-sleep)")
+    """What a run trains: the bound, its gradient estimator and their parameters, as their
+    definitions (benchmark.definitions) say, a loaded plugin's included."""
+    p.add_argument("--model", required=True, choices=objective_names(),
+                   help=f"the objective ({describe_objectives()})")
     p.add_argument("--k", required=True, type=positive_int,
                    help="importance samples per bound (for miwae/piwae: K of each of the M)")
-    p.add_argument("--estimator", choices=ESTIMATORS, default=None,
-                   help="with --model iwae: the gradient estimator, stl (sticking the landing) "
-                        "or dreg (doubly reparameterised; one stochastic layer); default: "
-                        "the reparameterisation gradient")
-    p.add_argument("--m", type=positive_int, default=None,
-                   help="miwae and piwae: the number M of IWAE-K bounds averaged")
-    p.add_argument("--beta", type=unit_interval, default=None,
-                   help="ciwae: the weight of the ELBO in beta ELBO + (1 - beta) IWAE")
+    p.add_argument("--estimator", choices=estimator_names(), default=None,
+                   help="a gradient estimator other than the reparameterisation gradient (" +
+                        "; ".join(f"{e.name}: {e.summary}, with --model {e.of}"
+                                  for e in estimators()) + ")")
+    for parameter in parameters():
+        p.add_argument(f"--{parameter.name}", type=parameter.kind, default=None,
+                       help=f"{' and '.join(users_of(parameter.name))}: {parameter.help}")
+    add_plugin_flag(p)
 
 
 def step_counts(text: str) -> tuple[int, ...]:
@@ -147,6 +158,16 @@ def add_ais_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser, with a flag for every parameter of every registered objective."""
+    try:
+        return _build_parser()
+    except argparse.ArgumentError as err:  # a plugin's parameter named like a flag
+        raise UserError(f"{err}: a parameter of an objective plugin "
+                        f"({', '.join(loaded_plugins())}) is named like a flag of the command; "
+                        f"rename it in its definition") from err
+
+
+def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark",
                                      description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_dir(p)
     add_ais_flags(p)
     add_trust_flag(p)
+    add_plugin_flag(p)
 
     p = sub.add_parser("diagnose", help="gradient diagnostics of a trained run (or of the "
                                         "initial model): --snr")
@@ -228,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", default=None, metavar="K,...",
                    help="importance samples to compare (default 1,10,100)")
     p.add_argument("--estimators", default=None, metavar="NAME,...",
-                   help="of iwae, stl, dreg, rws, vae (default iwae,stl,dreg; "
-                        "iwae,stl for two stochastic layers)")
+                   help=f"of {', '.join(snr_names())} (default "
+                        f"{','.join(default_snr_estimators())}, those defined for the model's "
+                        f"stochastic layers)")
     p.add_argument("--draws", type=positive_int, default=400,
                    help="independent gradient estimates per estimator and K (default 400)")
     p.add_argument("--batch", type=positive_int, default=20,
@@ -246,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "results/diagnostics/init_...)")
     add_data_dir(p)
     add_trust_flag(p)
+    add_plugin_flag(p)
 
     p = sub.add_parser("sweep", help="train and evaluate a grid of runs")
     p.add_argument("grid", choices=GRIDS)
@@ -284,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_dir(p)
     p.add_argument("--results", type=Path, default=Path("results"))
     add_trust_flag(p)
+    add_plugin_flag(p)
 
     p = sub.add_parser("report", help="write the HTML report and tables")
     p.add_argument("--results", type=Path, default=Path("results"))
@@ -292,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", choices=GRIDS,
                    default=None,
                    help="show only that sweep grid's runs and tables")
+    add_plugin_flag(p)
 
     p = sub.add_parser("publish", help="copy a sweep's complete records, without checkpoints, "
                                        "into a folder to commit or share")
@@ -399,8 +425,23 @@ def dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
+def plugins_named(argv: list[str]) -> list[str]:
+    """The --objective-module values, read before the parser is built: a plugin's objectives and
+    parameters become choices and flags of that parser."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument(PLUGIN_FLAG, action="append", default=[])
+    return early.parse_known_args(argv)[0].objective_module
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        load_plugins(plugins_named(argv))
+        parser = build_parser()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return dispatch(args)
     except UserError as err:

@@ -8,21 +8,26 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from benchmark.definitions import (
+    Params,
+    find_objective,
+    normalise_params,
+    objective_checks,
+    objective_token,
+    paper_objectives,
+    parameter_names,
+    samples_factor,
+)
 from benchmark.errors import UserError
 
 BATCH_SIZE = 20
 PROTOCOL_EPOCHS = 3280  # sum of 3^i for the 8 stages i = 0..7
 CONTINUATION_EPOCHS = 3**7  # the Section 5.2 continuation with the other objective
-MODELS = ("vae", "iwae")  # the paper's two objectives
-# Every objective a run can train (--model): the paper's two, and those that came after it
-# (Rainforth et al. 2018: MIWAE, CIWAE, PIWAE; Bornschein & Bengio 2015: reweighted wake-sleep).
-OBJECTIVES = (*MODELS, "miwae", "ciwae", "piwae", "rws")
-# Gradient estimators of the IWAE bound other than the reparameterisation gradient (--estimator):
-# sticking the landing (Roeder et al. 2017) and doubly reparameterised (Tucker et al. 2018).
-ESTIMATORS = ("stl", "dreg")
+# Objectives, estimators and their parameters are defined once, in benchmark.definitions (the
+# suite's own in benchmark.builtin_objectives, a researcher's through benchmark.plugins).
 # Fields that older records do not have: left out of to_dict while unset, so that every vae/iwae
 # run keeps its config.json, result.json and run id exactly as before they existed.
-OPTIONAL_FIELDS = ("estimator", "m", "beta")
+OPTIONAL_FIELDS = ("estimator",)
 FIDELITIES = ("code", "paper")
 SCHEDULES = ("full", "quick", "smoke")
 # The data conditions (benchmark/data/splits.py says what each holds): the paper's three, and
@@ -45,6 +50,9 @@ def default_data_dir() -> Path:
     """$IWAE_DATA_DIR, else datasets/ (where `python -m benchmark fetch` puts the files)."""
     return Path(os.environ.get("IWAE_DATA_DIR", "datasets"))
 
+
+# What a record's config holds beside a RunConfig's fields (benchmark.training.run_record).
+RECORD_CONFIG_KEYS = ("batch_size", "train_size", "test_binarization_seed")
 
 # Evaluation defaults per schedule: the protocol's L_5000 on the whole test set, except the smoke
 # schedule, which exists to exercise the machinery in seconds.
@@ -70,13 +78,14 @@ class RunConfig:
     device: str = "auto"
     init_from: str | None = None
     estimator: str | None = None  # None: the objective's own (reparameterisation) gradient
-    m: int | None = None  # MIWAE / PIWAE: the number of IWAE-k bounds averaged
-    beta: float | None = None  # CIWAE: the weight of the ELBO
+    # The objective's parameters (MIWAE's m, CIWAE's beta, a plugin's own), given as a mapping
+    # and kept as ((name, value), ...) in its definition's order; flat keys in config.json.
+    params: Params = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "params", normalise_params(self.model, self.params))
         checks = [
             (self.data in DATA_CONDITIONS, f"--data must be one of {', '.join(DATA_CONDITIONS)}"),
-            (self.model in OBJECTIVES, f"--model must be one of {', '.join(OBJECTIVES)}"),
             (self.k >= 1, "--k must be at least 1"),
             (self.layers in (1, 2), "--layers must be 1 or 2"),
             (self.fidelity in FIDELITIES, "--fidelity must be code or paper"),
@@ -88,7 +97,7 @@ class RunConfig:
             (self.eval_k is None or self.eval_k >= 1, "--eval-k must be at least 1"),
             (self.eval_n is None or self.eval_n >= 1, "--eval-n must be at least 1"),
             (self.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
-            *objective_checks(self.model, self.layers, self.estimator, self.m, self.beta),
+            *objective_checks(self.model, self.layers, self.estimator, self.params),
         ]
         for ok, message in checks:
             if not ok:
@@ -115,94 +124,45 @@ class RunConfig:
     @property
     def samples(self) -> int:
         """Importance samples drawn per example and step: k, or M x K for MIWAE and PIWAE."""
-        return self.k * (self.m or 1)
+        return self.k * samples_factor(self.model, self.params)
+
+    def param(self, name: str) -> Any:
+        """The value of one of the objective's parameters, None when it has no such one."""
+        return dict(self.params).get(name)
 
     @property
     def is_plain(self) -> bool:
         """A VAE or IWAE with its reparameterisation gradient: a run of the paper's grids."""
-        return self.model in MODELS and all(getattr(self, f) is None for f in OPTIONAL_FIELDS)
+        return self.model in paper_objectives() and self.estimator is None and not self.params
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for name in OPTIONAL_FIELDS:
             if d[name] is None:
                 del d[name]
-        return d
+        del d["params"]
+        return {**d, **dict(self.params)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def objective_checks(model: str, layers: int, estimator: str | None, m: int | None,
-                     beta: float | None) -> list[tuple[bool, str]]:
-    """Which objectives take which parameters: each mistake with the line that fixes it."""
-    return [
-        (estimator is None or estimator in ESTIMATORS,
-         f"--estimator must be one of {', '.join(ESTIMATORS)}"),
-        (estimator is None or model == "iwae",
-         f"--estimator {estimator} is a gradient estimator of the IWAE bound: use it with "
-         f"--model iwae (got --model {model})"),
-        # Tucker et al.'s estimator is derived for one stochastic layer; the hierarchical form
-        # (Bauer & Mnih 2021) is not implemented, so two layers are refused rather than guessed.
-        (estimator != "dreg" or layers == 1,
-         "--estimator dreg is defined for one stochastic layer (Tucker et al. 2018): use "
-         "--layers 1, or --estimator stl for two layers"),
-        (model not in ("miwae", "piwae") or m is not None,
-         f"--model {model} needs --m M (the number of IWAE-k bounds it averages)"),
-        (m is None or model in ("miwae", "piwae"),
-         f"--m applies to --model miwae or piwae only (got --model {model})"),
-        (m is None or m >= 1, "--m must be at least 1"),
-        (model != "ciwae" or beta is not None,
-         "--model ciwae needs --beta B (the ELBO's weight, between 0 and 1)"),
-        (beta is None or model == "ciwae",
-         f"--beta applies to --model ciwae only (got --model {model})"),
-        (beta is None or 0.0 <= beta <= 1.0, "--beta must be between 0 and 1"),
-    ]
-
-
-def objective_token(config: RunConfig) -> str:
-    """The objective in a run id: the model, then its estimator and parameters, e.g. iwae,
-    iwae-dreg, miwae_m8, ciwae_beta0.05 (the k follows in the id)."""
-    token = config.model if config.estimator is None else f"{config.model}-{config.estimator}"
-    if config.m is not None:
-        token += f"_m{config.m}"
-    if config.beta is not None:
-        token += f"_beta{config.beta:g}"
-    return token
-
-
-ESTIMATOR_LABELS = {"stl": "STL", "dreg": "DReG"}
-# How a person reads the gradient estimators that `diagnose --snr` compares (of the IWAE-K
-# gradient, and the VAE's): one spelling for the terminal, the figure and the report.
-SNR_ESTIMATOR_NAMES = {"iwae": "IWAE", **{e: f"IWAE-{label}" for e, label in
-                                          ESTIMATOR_LABELS.items()}, "rws": "RWS", "vae": "VAE"}
-
-
-def objective_label(model: str, k: int, estimator: str | None = None, m: int | None = None,
-                    beta: float | None = None) -> str:
-    """How a person reads the objective: IWAE k=50, IWAE-DReG k=50, MIWAE(M=8, K=8),
-    CIWAE(beta=0.05) k=64, RWS k=5."""
-    name = model.upper()
-    if estimator is not None:
-        name += f"-{ESTIMATOR_LABELS.get(estimator, estimator)}"
-    if m is not None:
-        return f"{name}(M={m}, K={k})"
-    if beta is not None:
-        return f"{name}(β={beta:g}) k={k}"
-    return f"{name} k={k}"
+        """From a to_dict (config.json, a record's config): keys that name a parameter of a
+        registered objective are its parameters, other unknown keys are ignored."""
+        names = {f.name for f in fields(cls)} - {"params"}
+        known = set(parameter_names())
+        params = {k: v for k, v in d.items() if k in known and v is not None}
+        return cls(**{k: v for k, v in d.items() if k in names}, params=params)
 
 
 def run_id(config: RunConfig) -> str:
     """A readable, stable name, e.g. mnist-dynamic_iwae_k50_L2_s0_code_full, or
     mnist-dynamic_miwae_m8_k8_L1_s0_code_full for an objective beyond the paper's. Cut runs and
     non-default evaluations get a suffix, so they are never mistaken for a full run."""
+    token = objective_token(config.model, config.estimator, config.params)
     if config.init_from is not None:
         base = Path(config.init_from).name
-        name = f"{base}_to_{objective_token(config)}_k{config.k}"
+        name = f"{base}_to_{token}_k{config.k}"
     else:
-        name = (f"{config.data}_{objective_token(config)}_k{config.k}_L{config.layers}_"
+        name = (f"{config.data}_{token}_k{config.k}_L{config.layers}_"
                 f"s{config.seed}_{config.fidelity}_{config.schedule}")
     return name + cut_suffix(config)
 
@@ -217,7 +177,7 @@ def cut_suffix(config: RunConfig) -> str:
 # Fields that define what a run is. `device` only says where it runs, so a run trained on a GPU
 # is the same run as one asked for with --device auto.
 IDENTITY_FIELDS = ("data", "model", "k", "layers", "seed", "fidelity", "schedule", "stages",
-                   "epochs", "steps", "estimator", "m", "beta")
+                   "epochs", "steps", "estimator", "params")
 
 
 def identity_of(config: RunConfig) -> dict[str, Any]:
@@ -240,3 +200,15 @@ def config_differences(recorded: Any, requested: RunConfig) -> list[str]:
         return [f"unreadable config ({err})"]
     old, new = identity_of(recorded_config), identity_of(requested)
     return [f"{name}: {old[name]!r} -> {new[name]!r}" for name in new if old[name] != new[name]]
+
+
+def params_in(config: dict[str, Any]) -> Params:
+    """The objective parameters of a config.json or a record's config: those its definition
+    names, or, for an objective whose plugin is not loaded, every key that is no run setting."""
+    definition = find_objective(config.get("model"))
+    if definition is not None:
+        names = [p.name for p in definition.parameters]
+    else:
+        settings = {f.name for f in fields(RunConfig)} | set(RECORD_CONFIG_KEYS)
+        names = [key for key in config if key not in settings]
+    return tuple((name, config[name]) for name in names if config.get(name) is not None)

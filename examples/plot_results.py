@@ -23,27 +23,35 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import benchmark  # noqa: E402
-from benchmark.config import objective_label  # noqa: E402
+from benchmark.definitions import find_objective, objective_label  # noqa: E402
 from benchmark.report.published import load_published  # noqa: E402
 
 
 def optional(row: pd.Series, name: str) -> object | None:
-    """A config field that only some runs have (estimator, m, beta): None when absent."""
+    """A config field that only some runs have (estimator, an objective's parameters): None
+    when absent."""
     value = row.get(name)
     return None if value is None or pd.isna(value) else value
 
 
+def params_of(row: pd.Series) -> tuple:
+    """The objective's parameters as its definition names them ((("m", 8),) for MIWAE)."""
+    definition = find_objective(row["model"])
+    names = [p.name for p in definition.parameters] if definition is not None else []
+    return tuple((name, optional(row, name)) for name in names
+                 if optional(row, name) is not None)
+
+
 def label(row: pd.Series) -> str:
     """How a person reads a run's model: IWAE k=50, 2 layers."""
-    m = optional(row, "m")
     name = objective_label(row["model"], int(row["k"]), optional(row, "estimator"),
-                           int(m) if m is not None else None, optional(row, "beta"))
+                           params_of(row))
     return f"{name}, {int(row['layers'])} layer{'s' if row['layers'] > 1 else ''}"
 
 
 def published_nll(row: pd.Series) -> float | None:
     """The paper's test NLL of the same cell (Tables 1 and 3), None where it has none."""
-    if any(optional(row, name) is not None for name in ("estimator", "m", "beta")):
+    if optional(row, "estimator") is not None or params_of(row):
         return None  # an objective after the paper
     cell = load_published().cell(row["data"], int(row["layers"]), int(row["k"]), row["model"])
     return cell.nll if cell is not None else None

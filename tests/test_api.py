@@ -17,7 +17,8 @@ from benchmark.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 API_NAMES = {"RunConfig", "Run", "SweepReport", "train", "sweep", "evaluate",
-             "score_binarizations", "ais", "bdmc", "load_results", "build_report"}
+             "score_binarizations", "ais", "bdmc", "load_results", "build_report",
+             "load_objectives", "ObjectiveDefinition", "Parameter", "PublishedValue"}
 
 
 def test_import_benchmark_is_instant_and_lists_the_api():

@@ -9,8 +9,9 @@ import torch
 from cuda_marks import needs_cuda
 
 from benchmark.cli import main
-from benchmark.config import RunConfig, objective_label, run_id
+from benchmark.config import RunConfig, run_id
 from benchmark.data.splits import load_dataset
+from benchmark.definitions import objective_label
 from benchmark.errors import UserError
 from benchmark.models import objective_of
 from benchmark.models.estimators import GroupObjectives, estimator_backward
@@ -33,9 +34,9 @@ def small(**kw) -> RunConfig:
 NEW = {
     "iwae-stl": small(estimator="stl"),
     "iwae-dreg": small(estimator="dreg"),
-    "miwae": small(model="miwae", k=2, m=2),
-    "ciwae": small(model="ciwae", beta=0.25),
-    "piwae": small(model="piwae", k=2, m=2),
+    "miwae": small(model="miwae", k=2, params={"m": 2}),
+    "ciwae": small(model="ciwae", params={"beta": 0.25}),
+    "piwae": small(model="piwae", k=2, params={"m": 2}),
     "rws": small(model="rws"),
 }
 
@@ -51,8 +52,8 @@ def test_the_paper_runs_keep_their_ids_and_config_records():
 
 
 def test_every_new_objective_is_named_by_its_bound_estimator_and_parameters():
-    ids = {name: run_id(RunConfig(**{**c.to_dict(), "epochs": None, "eval_k": None,
-                                      "eval_n": None})) for name, c in NEW.items()}
+    ids = {name: run_id(RunConfig.from_dict({**c.to_dict(), "epochs": None, "eval_k": None,
+                                             "eval_n": None})) for name, c in NEW.items()}
     assert ids == {
         "iwae-stl": "mnist-dynamic_iwae-stl_k4_L1_s0_code_full",
         "iwae-dreg": "mnist-dynamic_iwae-dreg_k4_L1_s0_code_full",
@@ -61,9 +62,9 @@ def test_every_new_objective_is_named_by_its_bound_estimator_and_parameters():
         "piwae": "mnist-dynamic_piwae_m2_k2_L1_s0_code_full",
         "rws": "mnist-dynamic_rws_k4_L1_s0_code_full",
     }
-    assert objective_label("miwae", 8, m=8) == "MIWAE(M=8, K=8)"
+    assert objective_label("miwae", 8, params={"m": 8}) == "MIWAE(M=8, K=8)"
     assert objective_label("iwae", 50, estimator="dreg") == "IWAE-DReG k=50"
-    assert objective_label("ciwae", 64, beta=0.05) == "CIWAE(β=0.05) k=64"
+    assert objective_label("ciwae", 64, params={"beta": 0.05}) == "CIWAE(β=0.05) k=64"
     assert NEW["miwae"].to_dict()["m"] == 2 and not NEW["miwae"].is_plain
     assert RunConfig.from_dict(NEW["ciwae"].to_dict()) == NEW["ciwae"]
 
@@ -73,9 +74,9 @@ def test_every_new_objective_is_named_by_its_bound_estimator_and_parameters():
     ({"model": "ciwae"}, "--model ciwae needs --beta"),
     ({"model": "vae", "estimator": "dreg"}, "use it with --model iwae"),
     ({"estimator": "dreg", "layers": 2}, "dreg is defined for one stochastic layer"),
-    ({"m": 4}, "--m applies to --model miwae or piwae"),
-    ({"beta": 0.5}, "--beta applies to --model ciwae"),
-    ({"model": "ciwae", "beta": 1.5}, "--beta must be between 0 and 1"),
+    ({"params": {"m": 4}}, "--m applies to --model miwae or piwae"),
+    ({"params": {"beta": 0.5}}, "--beta applies to --model ciwae"),
+    ({"model": "ciwae", "params": {"beta": 1.5}}, "--beta must be between 0 and 1"),
     ({"model": "nvil"}, "--model must be one of"),
 ])
 def test_wrong_objective_parameters_are_refused_with_what_to_do(kw, message):
@@ -263,8 +264,8 @@ def test_runs_share_a_group_by_samples_per_example_not_by_k():
     from benchmark.training.ensemble import group_key, split_into_groups
 
     assert group_key(NEW["piwae"]) == group_key(small()) == group_key(NEW["iwae-dreg"])
-    assert group_key(small(model="miwae", k=4, m=2)) != group_key(small())
-    assert group_key(small(model="miwae", k=4, m=2)) == group_key(small(k=8))
-    configs = [small(), small(model="miwae", k=2, m=2), small(model="miwae", k=4, m=2),
-               small(k=8, estimator="stl")]
+    assert group_key(small(model="miwae", k=4, params={"m": 2})) != group_key(small())
+    assert group_key(small(model="miwae", k=4, params={"m": 2})) == group_key(small(k=8))
+    configs = [small(), small(model="miwae", k=2, params={"m": 2}),
+               small(model="miwae", k=4, params={"m": 2}), small(k=8, estimator="stl")]
     assert split_into_groups(configs) == [[0, 1], [2, 3]]

@@ -116,14 +116,14 @@ def results(tmp_path):
 
 def test_published_estimator_values_carry_source_and_protocol():
     pub = load_published()
-    dreg = [pub.estimator_cell(("mnist-dynamic", 1, "iwae", k, "dreg", None, None))
+    dreg = [pub.estimator_cell(("mnist-dynamic", 1, "iwae", k, "dreg", ()))
             for k in (1, 5, 50)]
     assert [c.nll for c in dreg] == [86.08, 84.90, 84.32]
     assert all(c.source.paper == "github:nbip/IWAE README.md" and "L_5000" in c.protocol
                for c in dreg)
-    miwae = pub.estimator_cell(("mnist-dynamic", 1, "miwae", 8, None, 8, None))
-    piwae = pub.estimator_cell(("mnist-dynamic", 1, "piwae", 8, None, 8, None))
-    ciwae = pub.estimator_cell(("mnist-dynamic", 1, "ciwae", 64, None, None, 0.05))
+    miwae = pub.estimator_cell(("mnist-dynamic", 1, "miwae", 8, None, (("m", 8),)))
+    piwae = pub.estimator_cell(("mnist-dynamic", 1, "piwae", 8, None, (("m", 8),)))
+    ciwae = pub.estimator_cell(("mnist-dynamic", 1, "ciwae", 64, None, (("beta", 0.05),)))
     assert (miwae.nll, piwae.nll, ciwae.nll) == (84.97, 84.46, 84.57)
     for cell in (miwae, piwae, ciwae):
         assert cell.quoted_from == "Rainforth et al. 2018, arXiv:1802.04537"

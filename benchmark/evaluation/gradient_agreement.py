@@ -32,7 +32,8 @@ from collections.abc import Mapping
 import numpy as np
 from scipy import stats
 
-from benchmark.config import SNR_ESTIMATOR_NAMES
+from benchmark.definitions import SAME as SAME_MEAN
+from benchmark.definitions import SAME_AT_K1, snr_names, snr_roles
 from benchmark.evaluation.draw_moments import GroupSums, Moments, mean_and_variance, varying
 
 SIGNIFICANCE = 0.05  # two-sided level of each coordinate's z in the descriptive share
@@ -54,13 +55,11 @@ AGREEMENT_RULE = (
 
 def expected_relation(estimator: str, network: str, k: int) -> str | None:
     """What the literature says of this estimator's mean against IWAE-K's, or None (no claim)."""
-    if network == "decoder":
-        return SAME if estimator in ("stl", "dreg", "rws") else None
-    if estimator == "dreg":
+    role = snr_roles().get(estimator)
+    expected = role.means.get(network) if role is not None else None
+    if expected == SAME_MEAN or (expected == SAME_AT_K1 and k == 1):
         return SAME
-    if estimator == "stl":
-        return SAME if k == 1 else BIASED
-    return None
+    return BIASED if expected == SAME_AT_K1 else None
 
 
 def welch_share(other: Moments, reference: Moments, network: str, negligible: float) -> dict:
@@ -142,7 +141,7 @@ def agreement_rows(at_k: Mapping[str, Moments], k: int, negligible: float) -> li
 
 def agreement_line(row: dict) -> str:
     """One line, printed by diagnose and kept in the record."""
-    name = SNR_ESTIMATOR_NAMES[row["estimator"]]
+    name = snr_names()[row["estimator"]]
     line = (f"{name} {row['network']} mean at K={row['k']} against IWAE's: "
             f"{row['share']:.1%} of {row['coordinates']} coordinates differ at "
             f"{SIGNIFICANCE:.0%} (mean z^2 {row['mean_z2']:.2f})")

@@ -36,16 +36,13 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
-from benchmark.config import SNR_ESTIMATOR_NAMES
+from benchmark.definitions import find_estimator, snr_names, snr_roles
 from benchmark.evaluation.draw_moments import GroupSums, Moments, moments_from, varying
 from benchmark.evaluation.gradient_agreement import agreement_rows
 from benchmark.models import GroupObjectives, IWAEModel, Objective, estimator_backward
 from benchmark.models import training_loss as to_loss
 from benchmark.seeding import derive_seed, torch_generator
 
-# Which estimator of the IWAE-K gradient (or of the ELBO's, "vae") each name means.
-SNR_ESTIMATORS = ("iwae", "stl", "dreg", "rws", "vae")
-DEFAULT_ESTIMATORS = ("iwae", "stl", "dreg")
 DEFAULT_KS = (1, 10, 100)
 DEFAULT_DRAWS = 400
 ROWS_PER_PASS = 1 << 15  # members x samples x examples in one batched pass
@@ -64,20 +61,25 @@ ESS_DRAWS = 16  # independent sets of K weights per K behind each effective samp
 LARGE_K_ESS_EXPONENT = 0.9
 JACKKNIFE_GROUPS = 10  # the draws are split into this many groups for the slopes' intervals
 CONFIDENCE = 0.95
-# What the literature predicts of each slope, and who predicts it.
-PREDICTIONS = (("iwae", "encoder", "falls", "Rainforth et al. 2018"),
-               ("iwae", "decoder", "rises", "Rainforth et al. 2018"),
-               ("dreg", "encoder", "does not fall", "Tucker et al. 2018"))
+
+
+def snr_estimators() -> tuple[str, ...]:
+    """Which estimator of the IWAE-K gradient (or of the ELBO's, "vae") each name means: every
+    objective and estimator whose definition gives it an SNR role, in stream order."""
+    return tuple(snr_roles())
+
+
+def predictions() -> list[tuple[str, str, str, str]]:
+    """What the literature predicts of each slope, and who predicts it (the definitions)."""
+    return [(name, network, trend, source) for name, role in snr_roles().items()
+            for network, trend, source in role.predictions]
 
 
 def snr_objective(estimator: str, k: int) -> Objective:
-    if estimator == "vae":
-        return Objective("vae", k)
-    if estimator == "rws":
-        return Objective("rws", k)
-    if estimator == "iwae":
-        return Objective("iwae", k)
-    return Objective("iwae", k, estimator=estimator)
+    chosen = find_estimator(estimator)
+    if chosen is not None:
+        return Objective(chosen.of, k, estimator=estimator)
+    return Objective(estimator, k)
 
 
 @dataclass(frozen=True)
@@ -241,11 +243,11 @@ def slope_interval(slope: float, replicate_slopes: Sequence[float]) -> dict:
 
 
 def prediction_checks(slope_rows: Sequence[dict]) -> list[dict]:
-    """Each prediction of PREDICTIONS whose slope was measured, against the trend the slope's
+    """Each prediction of predictions() whose slope was measured, against the trend the slope's
     interval shows: holds true or false, or None when the slope has no interval."""
     by_key = {(s["estimator"], s["network"]): s for s in slope_rows}
     checks = []
-    for estimator, network, predicted, source in PREDICTIONS:
+    for estimator, network, predicted, source in predictions():
         row = by_key.get((estimator, network))
         if row is None:
             continue
@@ -260,7 +262,7 @@ def prediction_checks(slope_rows: Sequence[dict]) -> list[dict]:
 
 def prediction_line(check: dict) -> str:
     """One line: what was predicted, what was measured, whether it holds."""
-    name = SNR_ESTIMATOR_NAMES[check["estimator"]]
+    name = snr_names()[check["estimator"]]
     what = f"{name} {check['network']} SNR {check['predicted']} with K"
     measured = f"slope {check['slope']:+.3f}"
     if check["interval"] is None:
@@ -288,7 +290,7 @@ def snr_study(model: IWAEModel, x: torch.Tensor, ks: Sequence[int],
     for k in ks:  # K by K: one K's draws of every estimator are compared, then let go
         at_k = {}
         for estimator in estimators:
-            stream = derive_seed(seed, "snr", SNR_ESTIMATORS.index(estimator), int(k))
+            stream = derive_seed(seed, "snr", snr_roles()[estimator].stream, int(k))
             generator = torch_generator(stream, device)
             moments = gradient_moments(model, x, snr_objective(estimator, k), draws,
                                        generator, show_progress, rows_per_pass)

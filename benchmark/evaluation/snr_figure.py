@@ -14,10 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from benchmark.config import SNR_ESTIMATOR_NAMES
+from benchmark.definitions import snr_roles
 
-ESTIMATOR_COLORS = {"iwae": "#e6550d", "stl": "#756bb1", "dreg": "#31a354", "rws": "#3182bd",
-                    "vae": "#636363"}
 NETWORK_STYLES = {"encoder": "-", "decoder": "--"}
 NETWORK_NAMES = {"encoder": "inference network (q)", "decoder": "generative network (p)"}
 
@@ -41,12 +39,14 @@ def snr_figure_png(rows: Sequence[dict], title: str,
         fig = Figure(figsize=(6.4 + 3.2 * (panels - 1), 4.2), layout="constrained")
         axes = fig.subplots(1, panels, width_ratios=[2, 1][:panels], squeeze=False)[0]
         ax = axes[0]
+        roles = snr_roles()
         for (estimator, network), points in lines.items():
             ks = [p["k"] for p in points]
-            color = ESTIMATOR_COLORS.get(estimator, "black")
+            role = roles.get(estimator)
+            color = role.color if role is not None else "black"
             ax.plot(ks, [p["median"] for p in points], color=color, marker="o", ms=4,
                     ls=NETWORK_STYLES.get(network, ":"),
-                    label=f"{SNR_ESTIMATOR_NAMES.get(estimator, estimator)}, "
+                    label=f"{role.name if role is not None else estimator}, "
                           f"{NETWORK_NAMES.get(network, network)}")
             ax.fill_between(ks, [p["q1"] for p in points], [p["q3"] for p in points],
                             color=color, alpha=0.06, lw=0)

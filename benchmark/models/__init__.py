@@ -22,7 +22,6 @@ EXPORTS = {  # public name: the module of this package that defines it
     "bernoulli_log_likelihood": "network",
     "gaussian_log_density": "network",
     "standard_normal_log_density": "network",
-    "OBJECTIVES": "objectives",
     "bound": "objectives",
     "training_loss": "objectives",
     "Objective": "estimators",
@@ -30,6 +29,7 @@ EXPORTS = {  # public name: the module of this package that defines it
     "Estimate": "estimators",
     "estimator_backward": "estimators",
     "objective_of": "estimators",
+    "check_plugin_objectives": "estimators",
 }
 __all__ = sorted(EXPORTS)
 __getattr__ = lazy_exports(__name__, EXPORTS)

@@ -33,52 +33,82 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from benchmark.definitions import (
+    EstimatorDefinition,
+    ObjectiveDefinition,
+    Params,
+    find_estimator,
+    find_objective,
+    normalise_params,
+    samples_factor,
+)
+from benchmark.errors import UserError
 from benchmark.models.network import IWAEModel, MemberChoice, SampleRouting, choose
-from benchmark.models.objectives import bound, ciwae_bound, iwae_bound, miwae_bound
+from benchmark.models.objectives import bound, call
 
 BoundFn = Callable[[str, Tensor], Tensor]  # benchmark.models.objectives.bound
-PLAIN_MODELS = ("vae", "iwae")
 
 
 @dataclass(frozen=True)
 class Objective:
-    """One run's objective and estimator (the RunConfig fields model, k, estimator, m, beta)."""
+    """One run's objective and estimator (the RunConfig fields model, k, estimator, params),
+    read through their definitions (benchmark.definitions)."""
 
     model: str
     k: int
     estimator: str | None = None
-    m: int | None = None
-    beta: float | None = None
+    params: Params = ()
 
     def __post_init__(self) -> None:
-        if self.estimator is not None and self.model != "iwae":
-            raise ValueError(f"the {self.estimator} estimator is one of the IWAE bound")
-        if (self.m is not None) != (self.model in ("miwae", "piwae")):
-            raise ValueError(f"{self.model}: m is given for miwae and piwae, and only them")
-        if (self.beta is not None) != (self.model == "ciwae"):
-            raise ValueError(f"{self.model}: beta is given for ciwae, and only it")
+        object.__setattr__(self, "params", normalise_params(self.model, self.params))
+        if self.definition is None:
+            raise ValueError(f"unknown objective {self.model!r}")
+        if self.estimator is not None and (self.estimation is None
+                                           or self.estimation.of != self.model):
+            raise ValueError(f"the {self.estimator} estimator is not one of {self.model}'s "
+                             f"bound")
+        wanted = {p.name for p in self.definition.parameters}
+        if set(dict(self.params)) != wanted:
+            raise ValueError(f"{self.model}: parameters {sorted(wanted)} are given, and only "
+                             f"they (got {dict(self.params)})")
+
+    @property
+    def definition(self) -> ObjectiveDefinition | None:
+        return find_objective(self.model)
+
+    @property
+    def estimation(self) -> EstimatorDefinition | None:
+        return find_estimator(self.estimator)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.params)
 
     @property
     def samples(self) -> int:
         """Importance samples per example: k, or M x K."""
-        return self.k * (self.m or 1)
+        return self.k * samples_factor(self.model, self.params)
 
     @property
     def plain(self) -> bool:
         """The paper's VAE or IWAE with autograd's gradient: the exact path of before."""
-        return self.model in PLAIN_MODELS and self.estimator is None
+        return self.definition.paper and self.estimator is None
 
     @property
     def stops_q_params(self) -> bool:
-        return self.estimator in ("stl", "dreg")
+        return self.estimation is not None and self.estimation.stops_q_params
+
+    @property
+    def reweights_sample_gradients(self) -> bool:
+        return self.estimation is not None and self.estimation.reweights_sample_gradients
 
     @property
     def stops_samples(self) -> bool:
-        return self.model == "rws"
+        return self.definition.stops_samples
 
     @property
     def splits_gradients(self) -> bool:
-        return self.model == "piwae"
+        return self.definition.encoder_bound is not None
 
 
 @dataclass(frozen=True)
@@ -122,7 +152,7 @@ class GroupObjectives:
         self.splits_gradients = any(o.splits_gradients for o in self.distinct)
         self.stop_q_params = self._choice(lambda o: o.stops_q_params)
         self.stop_samples = self._choice(lambda o: o.stops_samples)
-        self.dreg = self._choice(lambda o: o.estimator == "dreg")
+        self.dreg = self._choice(lambda o: o.reweights_sample_gradients)
 
     def _choice(self, predicate: Callable[[Objective], bool]) -> MemberChoice:
         flags = [predicate(o) for o in self.objectives]
@@ -167,26 +197,59 @@ class GroupObjectives:
 def objective_terms(objective: Objective, log_joint: Tensor, log_q: Tensor, log_w: Tensor,
                     bound_fn: BoundFn = bound) -> tuple[Tensor, Tensor, Tensor | None]:
     """(bound, surrogate, encoder surrogate or None) of one objective, each (M, B), on terms
-    computed with that objective's routing."""
-    model = objective.model
-    if model in PLAIN_MODELS:  # with stl / dreg the routing has already changed log w's gradient
-        value = bound_fn(model, log_w)
+    computed with that objective's routing (with stl / dreg the routing has already changed
+    log w's gradient)."""
+    definition, settings = objective.definition, objective.settings
+    if definition.terms is not None:
+        return tuple(call(definition.terms, log_joint, log_q, log_w, params=settings))
+    if definition.paper:  # read through bound_fn, as the plain path does (tests replace it)
+        value = bound_fn(objective.model, log_w)
+    else:
+        value = call(definition.bound, log_w, params=settings)
+    if definition.encoder_bound is None:
         return value, value, None
-    if model == "miwae":
-        value = miwae_bound(log_w, objective.m)
-        return value, value, None
-    if model == "ciwae":
-        value = ciwae_bound(log_w, objective.beta)
-        return value, value, None
-    if model == "piwae":
-        value = iwae_bound(log_w)
-        return value, value, miwae_bound(log_w, objective.m)
-    if model == "rws":
-        # Samples are stopped (routing), so log_joint depends on theta only and log_q on phi only.
-        decoder = iwae_bound(log_joint - log_q.detach())
-        wake = (torch.softmax(log_w.detach(), dim=1) * log_q).sum(dim=1)
-        return iwae_bound(log_w).detach(), decoder + wake, None
-    raise ValueError(f"unknown objective {model!r}")
+    return value, value, call(definition.encoder_bound, log_w, params=settings)
+
+
+PROBE_MEMBERS, PROBE_EXAMPLES = 2, 3
+
+
+def check_plugin_objectives(configs: Sequence[Any]) -> None:
+    """Every plugin objective among the runs `configs` tried before any of them trains."""
+    for objective in dict.fromkeys(objective_of(config) for config in configs):
+        if objective.definition.plugin is not None:
+            check_plugin_objective(objective)
+
+
+def check_plugin_objective(objective: Objective) -> None:
+    """A plugin's functions tried on small log-weights before any training: each must give a
+    finite (members, examples) tensor that a gradient reaches. UserError naming the plugin."""
+    definition = objective.definition
+    where = f"objective {definition.name} of plugin {definition.plugin}"
+    generator = torch.Generator().manual_seed(0)
+    shape = (PROBE_MEMBERS, objective.samples, PROBE_EXAMPLES)
+    log_q = torch.randn(shape, generator=generator, requires_grad=True)
+    log_joint = (torch.randn(shape, generator=generator) - 90.0).requires_grad_()
+    log_w = log_joint - log_q
+    try:
+        terms = objective_terms(objective, log_joint, log_q, log_w)
+    except Exception as err:  # noqa: BLE001 - foreign code: any failure, told in one line
+        detail = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise UserError(f"{where} fails on log-weights of shape {tuple(shape)} ({detail})") \
+            from err
+    for role, value in zip(("bound", "surrogate", "encoder surrogate"), terms, strict=True):
+        if role == "encoder surrogate" and value is None:
+            continue
+        if not isinstance(value, Tensor) or tuple(value.shape) != shape[::2]:
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise UserError(f"{where}: its {role} must be one value per member and example, "
+                            f"shape {shape[::2]} for log-weights {shape} (members, samples, "
+                            f"examples); got {got}")
+        if not torch.isfinite(value).all():
+            raise UserError(f"{where}: its {role} is not finite on finite log-weights")
+    if not terms[1].requires_grad:
+        raise UserError(f"{where}: no gradient reaches its surrogate from the log-weights "
+                        f"(detached?)")
 
 
 def estimator_backward(model: IWAEModel, estimate: Estimate,
@@ -205,4 +268,4 @@ def estimator_backward(model: IWAEModel, estimate: Estimate,
 def objective_of(config: Any) -> Objective:
     """The Objective of anything with RunConfig's fields."""
     return Objective(config.model, config.k, getattr(config, "estimator", None),
-                     getattr(config, "m", None), getattr(config, "beta", None))
+                     getattr(config, "params", ()))

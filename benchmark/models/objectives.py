@@ -1,15 +1,20 @@
 """Training objectives on log-weights (M, k, B): the VAE-k, IWAE-k, MIWAE(M, K) and CIWAE(beta)
-bounds per example. Gradient estimators other than autograd through these bounds are in
-benchmark.models.estimators."""
+bounds per example, and RWS's terms. Each is named by its definition (benchmark.
+builtin_objectives), which says how runs, the command line and the report know it. Gradient
+estimators other than autograd through these bounds are in benchmark.models.estimators."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
-OBJECTIVES = ("vae", "iwae")
+from benchmark.definitions import FunctionRef, find_objective, paper_objectives
 
 
 def vae_bound(log_w: Tensor) -> Tensor:
@@ -42,12 +47,45 @@ def ciwae_bound(log_w: Tensor, beta: float) -> Tensor:
     return beta * vae_bound(log_w) + (1.0 - beta) * iwae_bound(log_w)
 
 
-def bound(model: str, log_w: Tensor) -> Tensor:
-    if model == "vae":
-        return vae_bound(log_w)
-    if model == "iwae":
-        return iwae_bound(log_w)
-    raise ValueError(f"unknown objective {model!r}; expected one of {OBJECTIVES}")
+def rws_terms(log_joint: Tensor, log_q: Tensor, log_w: Tensor) -> tuple[Tensor, Tensor, None]:
+    """Reweighted wake-sleep (Bornschein & Bengio 2015), on terms computed with the samples
+    stopped (so log_joint depends on theta only and log_q on phi only): the IWAE-k bound
+    reported; the surrogate is IWAE's for the decoder plus the wake-phase update
+    sum_i w~_i log q(h_i|x) for the encoder."""
+    decoder = iwae_bound(log_joint - log_q.detach())
+    wake = (torch.softmax(log_w.detach(), dim=1) * log_q).sum(dim=1)
+    return iwae_bound(log_w).detach(), decoder + wake, None
+
+
+def resolve(ref: FunctionRef) -> Callable[..., Any]:
+    """A definition's function: the callable itself, or "package.module:function" imported."""
+    if callable(ref):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def call(ref: FunctionRef, *tensors: Tensor, params: Mapping[str, Any]) -> Any:
+    """A definition's function on the tensors, given the objective's parameters that it names
+    (all of them when it takes **kwargs): PIWAE's decoder bound is IWAE's, which takes no M."""
+    function = resolve(ref)
+    return function(*tensors, **_accepted(function, params))
+
+
+def _accepted(function: Callable[..., Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    signature = inspect.signature(function).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature):
+        return dict(params)
+    names = {p.name for p in signature}
+    return {name: value for name, value in params.items() if name in names}
+
+
+def bound(model: str, log_w: Tensor, **params: Any) -> Tensor:
+    """The bound per example of the objective `model` (its definition's function)."""
+    definition = find_objective(model)
+    if definition is None:
+        raise ValueError(f"unknown objective {model!r}; expected one of {paper_objectives()}")
+    return call(definition.bound, log_w, params=params)
 
 
 def training_loss(per_example_bound: Tensor, reduction: str) -> Tensor:

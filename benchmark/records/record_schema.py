@@ -73,6 +73,7 @@ RECORD = {
                         "execution": Opt({})}),
     "timing": Opt({"train_s": _OPT_NUM, "eval_s": _OPT_NUM}),
     "command": _OPT_STR,
+    "plugin": Opt({"objective": STR, "module": STR}),  # an objective of a researcher's own
 }
 
 

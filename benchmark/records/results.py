@@ -11,7 +11,8 @@ applicable:
     {"run_id": str, "sweep": str | None,
      "config": {"data", "model", "k", "layers", "seed", "fidelity", "schedule", "stages",
                 "epochs", "steps", "eval_k", "eval_n", "device", "init_from", "batch_size",
-                "train_size", "test_binarization_seed"},
+                "train_size", "test_binarization_seed",
+                "estimator" | absent, and the objective's parameters by name (m, beta, ...)},
      "status": "complete" | "running" | "failed" | "unavailable",
      "reason": str | None,                       # why failed / unavailable
      "failure": {"step", "epoch", "reason"} | None,
@@ -33,7 +34,8 @@ applicable:
                                    "compiled", "cuda_graphs", "tf32", "flush_denormal",
                                    "numerics_segments": [{"from_step", "numerics"}, ...]}},
      "timing": {"train_s", "eval_s"},
-     "command": str}
+     "command": str,
+     "plugin": {"objective", "module"} | absent}  # the objective came from a plugin
 
 An AIS evaluation (benchmark.evaluation.ais_command) is {"name", "nll", "se", "n",
 "intermediate", "chains", "leapfrog", "start", "batch", "seed", "schedule", "hmc": {...},

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from benchmark.config import SNR_ESTIMATOR_NAMES, objective_label
+from benchmark.definitions import (
+    is_plugin,
+    objective_label,
+    order_key,
+    paper_objectives,
+    samples_factor,
+    snr_names,
+)
 from benchmark.records import read_json
 from benchmark.report.published import EstimatorCell, Published
 from benchmark.report.runs import Run, data_label
@@ -20,24 +27,29 @@ from benchmark.report.summary import Reference, summarize
 from benchmark.report.tableio import Cell, ReportTable
 from benchmark.report.tables import nll_cell, units_cell
 
-# The order objectives are listed in within one number of samples.
-FAMILY_ORDER = {("vae", None): 0, ("iwae", None): 1, ("iwae", "stl"): 2, ("iwae", "dreg"): 3,
-                ("ciwae", None): 4, ("rws", None): 5, ("miwae", None): 6, ("piwae", None): 7}
 SNR_FILE = "snr.json"
 NETWORK_NAMES = {"encoder": "inference (q)", "decoder": "generative (p)"}
 
-Key = tuple  # (data, layers, model, k, estimator, m, beta)
+Key = tuple  # (data, layers, model, k, estimator, params)
+PLUGIN_MARK = " (plugin: not part of the suite)"
+
+
+def _samples(key: Key) -> int:
+    _, _, model, k, _, params = key
+    return k * samples_factor(model, params)
 
 
 def _order(key: Key) -> tuple:
-    data, layers, model, k, estimator, m, beta = key
-    return (data or "", layers or 0, k * (m or 1), FAMILY_ORDER.get((model, estimator), 9),
-            m or 0, beta if beta is not None else -1.0)
+    """By samples per example, then in the order the definitions give their objectives."""
+    data, layers, model, _, estimator, params = key
+    return (data or "", layers or 0, _samples(key), order_key(model, estimator),
+            tuple(value for _, value in params), model)
 
 
 def _label(key: Key) -> str:
-    _, _, model, k, estimator, m, beta = key
-    return objective_label(model, k, estimator, m, beta)
+    _, _, model, k, estimator, params = key
+    return objective_label(model, k, estimator, params) + (PLUGIN_MARK if is_plugin(model)
+                                                           else "")
 
 
 def estimator_rows(runs: Sequence[Run], published: Published) -> list[Key]:
@@ -50,7 +62,7 @@ def estimator_rows(runs: Sequence[Run], published: Published) -> list[Key]:
 
 def _reference(key: Key, published: Published) -> tuple[Reference | None, str | None]:
     """The published value a row compares with and its footnote text, or (None, None)."""
-    data, layers, model, k, estimator, m, beta = key
+    data, layers, model, k, estimator, params = key
     cell: EstimatorCell | None = published.estimator_cell(key)
     if cell is not None:
         note = (f"{cell.cite()}. Protocol: {cell.protocol}. How it differs from this suite's: "
@@ -58,7 +70,7 @@ def _reference(key: Key, published: Published) -> tuple[Reference | None, str | 
         if cell.spread is not None:
             note += f" Quoted spread ±{cell.spread:.2f}."
         return Reference(cell.nll, (), cell.cite()), note
-    if (model, estimator, m, beta) in (("vae", None, None, None), ("iwae", None, None, None)):
+    if model in paper_objectives() and estimator is None and not params:
         paper = published.cell(data, layers, k, model)
         if paper is not None:
             note = (f"{paper.source.cite()}: the paper's own run, the protocol this suite "
@@ -93,8 +105,8 @@ def estimators_table(runs: Sequence[Run], published: Published, fidelity: str
         with_units = reference if reference is not None and reference.active_units else None
         units = units_cell(summarize(cell_runs, with_units, published.noise))
         data, layers = key[0], key[1]
-        samples = key[3] * (key[5] or 1)
-        rows.append(((data_label(data), str(layers), str(samples), _label(key)), (nll, units)))
+        rows.append(((data_label(data), str(layers), str(_samples(key)), _label(key)),
+                     (nll, units)))
     footnotes = tuple(f"[{i}] {text}" for i, text in enumerate(notes.texts, start=1))
     footnotes += (
         "Verdicts only for complete runs of the full protocol (3,280 epochs, L_5000), with the "
@@ -164,7 +176,7 @@ def snr_table(snr: SnrRecord, index: int) -> ReportTable:
                                                                f"{r['q3']:.3g}]")
                          if r else Cell(value="–"))
         cells.append(slope_cell(slopes.get((estimator, network))))
-        rows.append(((SNR_ESTIMATOR_NAMES.get(estimator, estimator),
+        rows.append(((snr_names().get(estimator, estimator),
                       NETWORK_NAMES.get(network, network)), tuple(cells)))
     minibatch = record.get("minibatch", {})
     return ReportTable(
@@ -211,7 +223,7 @@ def means_table(snr: SnrRecord, index: int) -> ReportTable | None:
     rows = []
     for (estimator, network), by_k in lines.items():
         cells = tuple(means_cell(by_k.get(k)) for k in ks)
-        rows.append(((SNR_ESTIMATOR_NAMES.get(estimator, estimator),
+        rows.append(((snr_names().get(estimator, estimator),
                       NETWORK_NAMES.get(network, network)), cells))
     return ReportTable(
         name=f"snr_means_{index}",
@@ -266,7 +278,7 @@ def prediction_footnotes(record: dict) -> tuple[str, ...]:
                 "diagnose --snr).",)
     lines = []
     for check in checks:
-        what = (f"{SNR_ESTIMATOR_NAMES.get(check['estimator'], check['estimator'])} "
+        what = (f"{snr_names().get(check['estimator'], check['estimator'])} "
                 f"{NETWORK_NAMES.get(check['network'], check['network'])}: SNR "
                 f"{check['predicted']} with K ({check['source']})")
         if check.get("interval") is None:

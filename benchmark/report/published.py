@@ -3,19 +3,27 @@ those of the objectives and estimators that came after it (from other protocols,
 its source and how its protocol differs).
 
 The numbers live in published.json beside this module, each with its source, so that no table or
-figure code ever types a published number. `load_published()` validates the file on every load:
-a typo there would otherwise turn into a wrong verdict on the report.
+figure code ever types a published number; a plugin's objective may bring published values of
+its own in its definition (benchmark.definitions.PublishedValue), read through the same checks.
+`load_published()` validates them: a typo would otherwise turn into a wrong verdict.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import ESTIMATORS, OBJECTIVES
+from benchmark.definitions import (
+    Params,
+    estimator_names,
+    estimators,
+    find_objective,
+    objective_names,
+    objectives,
+)
 
 PUBLISHED_JSON = Path(__file__).with_name("published.json")
 PAPER_VERSION = "arXiv:1509.00519v4"
@@ -118,8 +126,7 @@ class EstimatorCell:
     model: str
     k: int
     estimator: str | None
-    m: int | None
-    beta: float | None
+    params: Params
     nll: float
     spread: float | None  # the quoted +/- over runs, when the source gives one
     source: Source
@@ -129,7 +136,7 @@ class EstimatorCell:
 
     @property
     def key(self) -> tuple:
-        return (self.data, self.layers, self.model, self.k, self.estimator, self.m, self.beta)
+        return (self.data, self.layers, self.model, self.k, self.estimator, self.params)
 
     def cite(self) -> str:
         quoted = f" quoting {self.quoted_from}" if self.quoted_from else ""
@@ -157,7 +164,7 @@ class Published:
         return None
 
     def estimator_cell(self, key: tuple) -> EstimatorCell | None:
-        """The published cell of (data, layers, model, k, estimator, m, beta), if any."""
+        """The published cell of (data, layers, model, k, estimator, params), if any."""
         return next((c for c in self.estimators if c.key == key), None)
 
     def gap(self, data: str) -> GapRange | None:
@@ -260,11 +267,6 @@ def _noise(raw: Any) -> Noise:
                  str(raw.get("active_units_basis", "")))
 
 
-def _optional_int(value: Any, where: str) -> int | None:
-    _require(value is None or (isinstance(value, int) and value >= 1), where)
-    return value
-
-
 def _text(value: Any, where: str) -> str:
     _require(isinstance(value, str) and value.strip() != "", f"{where} missing")
     return value
@@ -276,19 +278,21 @@ def _estimator_cells(raw: Any) -> tuple[EstimatorCell, ...]:
     for i, c in enumerate(raw["cells"]):
         where = f"estimators.cells[{i}]"
         _require(c.get("data") in TABLE1_DATA and c.get("layers") in LAYERS, f"{where}: setting")
-        _require(c.get("model") in OBJECTIVES, f"{where}: model {c.get('model')!r}")
+        _require(c.get("model") in objective_names(), f"{where}: model {c.get('model')!r}")
         estimator = c.get("estimator")
-        _require(estimator is None or estimator in ESTIMATORS, f"{where}: estimator")
+        _require(estimator is None or estimator in estimator_names(), f"{where}: estimator")
         _require(isinstance(c.get("k"), int) and c["k"] >= 1, f"{where}: k")
-        beta = c.get("beta")
-        _require(beta is None or (isinstance(beta, int | float) and 0 <= beta <= 1),
-                 f"{where}: beta")
+        params = []
+        for parameter in find_objective(c["model"]).parameters:  # as its definition checks them
+            value = c.get(parameter.name)
+            _require(value is not None and parameter.problem(value) is None,
+                     f"{where}: {parameter.name} {value!r}")
+            params.append((parameter.name, parameter.coerce(value)))
         spread = c.get("spread")
         _require(spread is None or (isinstance(spread, int | float) and 0 < spread < 1),
                  f"{where}: spread")
         cells.append(EstimatorCell(
-            c["data"], c["layers"], c["model"], c["k"], estimator,
-            _optional_int(c.get("m"), f"{where}: m"), None if beta is None else float(beta),
+            c["data"], c["layers"], c["model"], c["k"], estimator, tuple(params),
             _nll(c.get("nll"), where), None if spread is None else float(spread),
             _source(c.get("source"), where), c.get("quoted_from"),
             _text(c.get("protocol"), f"{where}: protocol"),
@@ -321,6 +325,26 @@ def parse_published(doc: dict[str, Any]) -> Published:
 
 
 @cache
-def load_published(path: Path = PUBLISHED_JSON) -> Published:
-    """The published numbers, validated (cached: the file ships with the package)."""
+def _parsed(path: Path) -> Published:
     return parse_published(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def load_published(path: Path = PUBLISHED_JSON) -> Published:
+    """The published numbers, validated (the file is parsed once: it ships with the package),
+    with those the registered definitions bring (a plugin's)."""
+    published = _parsed(Path(path))
+    extra = definition_cells()
+    return replace(published, estimators=published.estimators + extra) if extra else published
+
+
+def definition_cells() -> tuple[EstimatorCell, ...]:
+    """The published values of the registered definitions, checked as published.json's are."""
+    raw = []
+    for definition in (*objectives(), *estimators()):
+        model = getattr(definition, "of", definition.name)
+        estimator = definition.name if model != definition.name else None
+        for value in definition.published:
+            fields = asdict(value)
+            params = fields.pop("params")
+            raw.append({**fields, **params, "model": model, "estimator": estimator})
+    return _estimator_cells({"cells": raw}) if raw else ()

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import CONTINUATION_EPOCHS, GRID_DATA, PROTOCOL_EPOCHS, objective_label
+from benchmark.config import CONTINUATION_EPOCHS, GRID_DATA, PROTOCOL_EPOCHS, params_in
+from benchmark.definitions import (
+    Params,
+    is_plugin,
+    objective_label,
+    paper_objectives,
+    samples_factor,
+)
 from benchmark.records import folder_problems, iter_results, scan_results
 
 PAPER_EVAL_K = 5000
@@ -93,32 +100,33 @@ class Run:
         return self.config.get("estimator")
 
     @property
-    def m(self) -> int | None:
-        return self.config.get("m")
-
-    @property
-    def beta(self) -> float | None:
-        return self.config.get("beta")
+    def params(self) -> Params:
+        """The objective's parameters ((("m", 8),), (("beta", 0.05),), a plugin's own)."""
+        return params_in(self.config)
 
     @property
     def is_plain(self) -> bool:
         """The paper's VAE or IWAE with its own gradient: a run of Tables 1-3 (records written
         before the other objectives existed have none of their fields)."""
-        return (self.model in ("vae", "iwae") and self.estimator is None and self.m is None
-                and self.beta is None)
+        return self.model in paper_objectives() and self.estimator is None and not self.params
+
+    @property
+    def is_plugin(self) -> bool:
+        """An objective of a researcher's own (benchmark.plugins): not part of the suite."""
+        return is_plugin(self.model)
 
     @property
     def objective_key(self) -> tuple:
-        """(data, layers, model, k, estimator, m, beta): which published cell it compares with."""
-        return (self.data, self.layers, self.model, self.k, self.estimator, self.m, self.beta)
+        """(data, layers, model, k, estimator, params): which published cell it compares with."""
+        return (self.data, self.layers, self.model, self.k, self.estimator, self.params)
 
     @property
     def samples(self) -> int | None:
-        return None if self.k is None else self.k * (self.m or 1)
+        return None if self.k is None else self.k * samples_factor(self.model, self.params)
 
     def objective_text(self) -> str:
         return objective_label(self.model or "?", self.k if self.k is not None else 0,
-                               self.estimator, self.m, self.beta)
+                               self.estimator, self.params)
 
     @property
     def seed(self) -> int | None:

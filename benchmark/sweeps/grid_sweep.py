@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmark.errors import UserError
+from benchmark.plugins import loaded_plugins
 from benchmark.records import resolve_device
 from benchmark.sweeps.availability import record_unselected_unavailable
 from benchmark.sweeps.driver import SweepReport, run_sweep
@@ -60,6 +61,10 @@ def sweep_grid(grid: str, options: SweepOptions, results: Path, data_dir: Path, 
         check_gpus_per_run(gpus_per_run)
         import_ray()
     plan = expand_grid(grid, options, results)
+    if loaded_plugins():  # a plugin's objective that cannot train fails here, not in a worker
+        from benchmark.training import check_plugin_objectives
+
+        check_plugin_objectives([run.config for run in plan])
     uses_gpu = resolve_device(options.device).type == "cuda"
 
     def executor_factory(n_runs: int) -> Executor:

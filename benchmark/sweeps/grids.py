@@ -12,7 +12,8 @@ Grids (paper arXiv 1509.00519v4):
                 IWAE-STL, IWAE-DReG, CIWAE(0.05) and RWS; at 64 samples per example
                 MIWAE / PIWAE(M, K) for M x K = 64 with (M, K) in {(4, 16), (8, 8), (16, 4)}
                 (Rainforth et al. 2018), beside IWAE k=64 (= MIWAE(1, 64)), VAE k=64
-                (= MIWAE(64, 1)) and CIWAE(0.05) k=64
+                (= MIWAE(64, 1)) and CIWAE(0.05) k=64. Each objective's definition lists
+                its cells (benchmark.builtin_objectives); a loaded plugin's join them.
 
 A run's directory is <results>/<sweep>/<run-id>. Runs that are cells of Table 1 always live in
 results/table1, whichever grid asks for them: the table2 base runs, the mnist-dynamic half of
@@ -35,35 +36,48 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from benchmark.config import GRID_DATA, GRIDS, RunConfig, run_id
+from benchmark.definitions import (
+    Params,
+    estimators,
+    normalise_params,
+    objectives,
+    order_key,
+    samples_factor,
+)
 from benchmark.errors import UserError
 from benchmark.training import split_into_groups
 
-MODEL_CELLS = tuple(itertools.product(("vae", "iwae"), (1, 5, 50), (1, 2)))
+MODEL_CELLS = tuple(itertools.product(("vae", "iwae"), (1, 5, 50), (1, 2)))  # Table 1
 
 
 @dataclass(frozen=True)
 class ObjectiveCell:
-    """One objective of the estimators grid: RunConfig's model, k, estimator, m, beta."""
+    """One objective of the estimators grid: RunConfig's model, k, estimator and params."""
 
     model: str
     k: int
     estimator: str | None = None
-    m: int | None = None
-    beta: float | None = None
+    params: Params = ()
+
+    @property
+    def order(self) -> tuple:
+        """Listed by samples per example, then as the report lists objectives."""
+        return (self.k * samples_factor(self.model, self.params),
+                order_key(self.model, self.estimator), tuple(v for _, v in self.params))
 
 
 ESTIMATORS_LAYERS = 1  # DReG as published is for one stochastic layer
-CIWAE_BETA = 0.05  # the beta of the published CIWAE number (Rainforth et al. 2018)
-MIWAE_SHAPES = ((4, 16), (8, 8), (16, 4))  # (M, K) with M x K = 64
-ESTIMATOR_CELLS = (
-    *(cell for k in (5, 50) for cell in (
-        ObjectiveCell("vae", k), ObjectiveCell("iwae", k), ObjectiveCell("iwae", k, "stl"),
-        ObjectiveCell("iwae", k, "dreg"), ObjectiveCell("ciwae", k, beta=CIWAE_BETA),
-        ObjectiveCell("rws", k))),
-    ObjectiveCell("vae", 64), ObjectiveCell("iwae", 64),
-    ObjectiveCell("ciwae", 64, beta=CIWAE_BETA),
-    *(ObjectiveCell(model, k, m=m) for model in ("miwae", "piwae") for m, k in MIWAE_SHAPES),
-)
+
+
+def estimator_cells() -> tuple[ObjectiveCell, ...]:
+    """The estimators grid: the cells every registered objective and estimator declares (a
+    plugin's too, once loaded)."""
+    cells = [ObjectiveCell(d.name, k, None, normalise_params(d.name, params))
+             for d in objectives() for k, params in d.grid]
+    cells += [ObjectiveCell(e.of, k, e.name) for e in estimators() for k in e.grid]
+    return tuple(sorted(cells, key=lambda cell: cell.order))
+
+
 # Section 5.2: (base model, base k) -> (continued as model, k). 1 stochastic layer, MNIST.
 CONTINUATIONS = ((("vae", 1), ("iwae", 50)), (("iwae", 50), ("vae", 1)))
 CONTINUATION_DATA = "mnist-dynamic"
@@ -89,12 +103,12 @@ class SweepOptions:
 
     def run_config(self, data: str, model: str, k: int, layers: int, seed: int,
                    init_from: str | None = None, estimator: str | None = None,
-                   m: int | None = None, beta: float | None = None) -> RunConfig:
+                   params: Params = ()) -> RunConfig:
         return RunConfig(
             data=data, model=model, k=k, layers=layers, seed=seed, fidelity=self.fidelity,
             schedule=self.schedule, stages=self.stages, epochs=self.epochs, steps=self.steps,
             eval_k=self.eval_k, eval_n=self.eval_n, device=self.device, init_from=init_from,
-            estimator=estimator, m=m, beta=beta,
+            estimator=estimator, params=params,
         )
 
 
@@ -174,9 +188,9 @@ def expand_estimators(options: SweepOptions, results_dir: Path) -> list[PlannedR
     """estimators: every objective cell x seed, one stochastic layer."""
     runs = []
     for data in selected_data("estimators", options.data):
-        for cell, seed in itertools.product(ESTIMATOR_CELLS, range(options.seeds)):
+        for cell, seed in itertools.product(estimator_cells(), range(options.seeds)):
             config = options.run_config(data, cell.model, cell.k, ESTIMATORS_LAYERS, seed,
-                                        estimator=cell.estimator, m=cell.m, beta=cell.beta)
+                                        estimator=cell.estimator, params=cell.params)
             runs.append(planned_run(results_dir, home_sweep("estimators", config), config))
     return runs
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmark.config import RunConfig
+from benchmark.plugins import load_plugins, loaded_plugins
 from benchmark.training import ExecutionOptions
 
 ProgressItem = tuple[str, int, int]  # (run key, steps done, steps planned)
@@ -42,6 +43,8 @@ class RunTask:
     threads: int
     progress: Any = None  # a queue with put(); None for no progress reports
     options: ExecutionOptions = ExecutionOptions()
+    # The objective plugins the driver loaded, for the worker to load before it reads a config.
+    plugins: tuple[str, ...] = field(default_factory=loaded_plugins)
 
     def execute(self) -> TaskOutcome:
         return execute_run(self)
@@ -67,6 +70,7 @@ class GroupTask:
     threads: int
     progress: Any = None
     options: ExecutionOptions = ExecutionOptions()
+    plugins: tuple[str, ...] = field(default_factory=loaded_plugins)
 
     def execute(self) -> TaskOutcome:
         return execute_group(self)
@@ -120,10 +124,13 @@ def report_member_progress(channel: Any, keys: tuple[str, ...]) -> Callable[[int
     return on_progress
 
 
-def guarded(key: str, threads: int, work: Callable[[], list[dict[str, Any]]]) -> TaskOutcome:
-    """Run `work` in the current process; a failure of the runs becomes the outcome's error."""
+def guarded(key: str, threads: int, work: Callable[[], list[dict[str, Any]]],
+            plugins: tuple[str, ...] = ()) -> TaskOutcome:
+    """Run `work` in the current process, the objective plugins loaded first; a failure of the
+    runs becomes the outcome's error."""
     start = time.monotonic()
     try:
+        load_plugins(plugins)
         set_torch_threads(threads)
         records = work()
         return TaskOutcome(key, records, None, None, time.monotonic() - start)
@@ -143,7 +150,7 @@ def execute_run(task: RunTask) -> TaskOutcome:
             options=task.options,
         )]
 
-    return guarded(task.key, task.threads, work)
+    return guarded(task.key, task.threads, work, task.plugins)
 
 
 def execute_group(task: GroupTask) -> TaskOutcome:
@@ -163,7 +170,7 @@ def execute_group(task: GroupTask) -> TaskOutcome:
                              f"{len(members)} runs")
         return list(records)
 
-    return guarded(task.key, task.threads, work)
+    return guarded(task.key, task.threads, work, task.plugins)
 
 
 def execute_task(task: Task) -> TaskOutcome:

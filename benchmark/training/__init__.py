@@ -20,6 +20,7 @@ from benchmark.exports import lazy_exports
 EXPORTS = {  # public name: the module of this package that defines it
     "train_run": "loop",
     "train_group": "loop",
+    "check_plugin_objectives": "loop",
     "standalone_group_step": "loop",
     "group_key": "ensemble",
     "split_into_groups": "ensemble",

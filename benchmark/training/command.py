@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from benchmark.config import RunConfig, run_id
+from benchmark.definitions import parameter_names
 from benchmark.training.execution import execution_from_args
 from benchmark.training.loop import train_run
 
@@ -16,8 +17,15 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         fidelity=args.fidelity, schedule=args.schedule, stages=args.stages, epochs=args.epochs,
         steps=args.steps, eval_k=args.eval_k, eval_n=args.eval_n, device=args.device,
         init_from=str(args.init_from) if args.init_from is not None else None,
-        estimator=args.estimator, m=args.m, beta=args.beta,
+        estimator=args.estimator, params=objective_params(args),
     )
+
+
+def objective_params(args: argparse.Namespace) -> dict:
+    """The objective parameters given on the command line (a flag per parameter of every
+    registered objective), by name."""
+    return {name: getattr(args, name) for name in parameter_names()
+            if getattr(args, name, None) is not None}
 
 
 def describe(record: dict) -> str:

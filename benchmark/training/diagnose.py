@@ -20,13 +20,12 @@ import torch
 
 from benchmark.config import RunConfig
 from benchmark.data import load_dataset
+from benchmark.definitions import default_snr_estimators, find_estimator
 from benchmark.errors import UserError
 from benchmark.evaluation import (
     AGREEMENT_RULE,
-    DEFAULT_ESTIMATORS,
     DEFAULT_KS,
     EXCLUSION_RULE,
-    SNR_ESTIMATORS,
     binary_split,
     load_trained_model,
     noise_floor,
@@ -34,6 +33,7 @@ from benchmark.evaluation import (
     prediction_line,
     random_subset,
     relative_standard_error,
+    snr_estimators,
     snr_figure_png,
     snr_study,
     weight_regime,
@@ -68,16 +68,23 @@ def parse_list(text: str, cast: type, what: str) -> list:
 
 def choose_estimators(text: str | None, layers: int) -> list[str]:
     if text is None:
-        return [e for e in DEFAULT_ESTIMATORS if layers == 1 or e != "dreg"]
+        return [e for e in default_snr_estimators() if fits(e, layers)]
     chosen = parse_list(text, str, "--estimators")
-    unknown = [e for e in chosen if e not in SNR_ESTIMATORS]
+    unknown = [e for e in chosen if e not in snr_estimators()]
     if unknown:
         raise UserError(f"--estimators: unknown {', '.join(unknown)}; choose from "
-                        f"{', '.join(SNR_ESTIMATORS)}")
-    if "dreg" in chosen and layers != 1:
-        raise UserError("--estimators dreg is defined for one stochastic layer (Tucker et al. "
-                        "2018); this model has two: leave dreg out")
+                        f"{', '.join(snr_estimators())}")
+    for e in chosen:
+        if not fits(e, layers):
+            raise UserError(f"--estimators {e} is {find_estimator(e).layers_reason}; this "
+                            f"model has {layers} stochastic layers: leave {e} out")
     return chosen
+
+
+def fits(estimator: str, layers: int) -> bool:
+    """Whether the estimator is defined for a model with this many stochastic layers."""
+    chosen = find_estimator(estimator)
+    return chosen is None or chosen.max_layers is None or layers <= chosen.max_layers
 
 
 def diagnose_command(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
 from benchmark.evaluation import evaluate_members, fresh_generators, log_likelihood_estimates
-from benchmark.models import bound, objective_of
+from benchmark.models import bound, check_plugin_objectives, objective_of
 from benchmark.records import (
     CurveRow,
     TrainingLock,
@@ -111,6 +111,7 @@ def train_group(
     run_ids = list(run_ids) if run_ids is not None else [None] * len(configs)
     options = options or ExecutionOptions()
     check_group(configs)
+    check_plugin_objectives(configs)
     device = resolve_device(configs[0].device)
     data = DataCache(Path(data_dir), device)
     records: list[dict | None] = [None] * len(configs)
@@ -453,6 +454,7 @@ def standalone_group_step(configs: Sequence[RunConfig], data_dir: Path,
     profiling: flush_denormals is the caller's to set, as train_group sets it."""
     options = options or ExecutionOptions()
     check_group(configs)
+    check_plugin_objectives(configs)
     device = resolve_device(configs[0].device)
     data = DataCache(Path(data_dir), device)
     members = [new_member(c, Path("."), None, None, data, device, options, len(configs))

@@ -6,6 +6,7 @@ from typing import Any
 
 from benchmark.config import BATCH_SIZE, RunConfig
 from benchmark.data import TEST_BINARIZATION_SEED
+from benchmark.definitions import find_objective
 from benchmark.training.schedule import Plan
 
 
@@ -16,7 +17,8 @@ def run_record(config: RunConfig, plan: Plan, state: Any, status: str, *,
     """The result record; `state` is anything with .step and .train_seconds (a Member), and
     .resumed_from (the checkpoint steps the run was resumed from, in order) when it has one."""
     stage = plan.stage_at(max(state.step - 1, 0)).index
-    return {
+    plugin = find_objective(config.model).plugin
+    record = {
         "run_id": run_id,
         "sweep": sweep,
         "config": {**config.to_dict(), "eval_k": config.effective_eval_k,
@@ -37,12 +39,19 @@ def run_record(config: RunConfig, plan: Plan, state: Any, status: str, *,
                    "eval_s": None if eval_seconds is None else round(eval_seconds, 3)},
         "command": train_command_line(config, plan),
     }
+    if plugin is not None:  # where the objective came from, for people: never imported from here
+        record["plugin"] = {"objective": config.model, "module": plugin}
+    return record
 
 
 def train_command_line(config: RunConfig, plan: Plan) -> str:
     parts = ["python -m benchmark train", f"--data {config.data}", f"--model {config.model}"]
-    parts += [f"--{flag} {getattr(config, flag)}" for flag in ("estimator", "m", "beta")
-              if getattr(config, flag) is not None]
+    if config.estimator is not None:
+        parts.append(f"--estimator {config.estimator}")
+    parts += [f"--{name} {value}" for name, value in config.params]
+    plugin = find_objective(config.model).plugin
+    if plugin is not None:
+        parts.append(f"--objective-module {plugin}")
     parts += [f"--k {config.k}", f"--layers {config.layers}", f"--seed {config.seed}",
               f"--fidelity {config.fidelity}", f"--schedule {config.schedule}"]
     for flag in ("stages", "epochs", "steps", "eval_k", "eval_n", "init_from"):

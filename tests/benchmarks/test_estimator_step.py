@@ -13,7 +13,8 @@ from benchmark.training.loop import standalone_group_step
 
 CASES = {
     "DReG": (dict(model="iwae", k=50, estimator="dreg"), dict(model="iwae", k=50), "IWAE k=50"),
-    "PIWAE(8, 8)": (dict(model="piwae", k=8, m=8), dict(model="iwae", k=64), "IWAE k=64"),
+    "PIWAE(8, 8)": (dict(model="piwae", k=8, params={"m": 8}), dict(model="iwae", k=64),
+                    "IWAE k=64"),
 }
 
 
