@@ -113,10 +113,11 @@ def sweep(grid: str, *, schedule: str = "full", fidelity: str = "code",
           ) -> SweepReport:
     """Train every run of a grid (table1, binarization, binarization-causes, table2, estimators)
     that is not complete yet, under results/<sweep>/<run id>/, on a local process pool
-    (executor "ray": on Ray). data: a subset of the grid's data conditions; cells: Table 1
-    cells as in a run id (vae_k1_L1, iwae_k50_L2). tests (e.g. ["lm", "dynamic"]): then score
-    every complete MNIST run on those test binarizations and its training images, and with
-    stage_k at every stage end too (docs/data.md). report.ok says whether every selected run
+    (executor "ray": on Ray). data: a subset of the grid's data conditions; cells: cells as
+    in a run id (vae_k1_L1, iwae_k50_L2; in the estimators grid iwae-dreg_k5, miwae_m8_k8).
+    tests (e.g. ["lm", "dynamic"]): then score every complete MNIST run on those test
+    binarizations and its training images, and with stage_k at every stage end too
+    (docs/data.md). report.ok says whether every selected run
     completed (and was scored); report.summary_line() says how each ended."""
     if stage_k is not None and not tests:
         raise UserError("stage_k scores the stage snapshots on the test binarizations: "

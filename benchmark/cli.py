@@ -278,8 +278,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", choices=DATA_CONDITIONS, default=None)
     p.add_argument("--seeds", type=positive_int, default=1)
     p.add_argument("--cells", nargs="+", default=None, metavar="CELL",
-                   help="table1, binarization, binarization-causes: only these cells, written "
-                        "as in a run id, e.g. vae_k1_L1 iwae_k5_L1 (default: all 12)")
+                   help="only these cells, written as in a run id: e.g. vae_k1_L1 iwae_k5_L1 "
+                        "(table1, binarization, binarization-causes), iwae-dreg_k5 miwae_m8_k8 "
+                        "(estimators); default: all")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="parallel runs (default: one per core, up to the number of runs)")

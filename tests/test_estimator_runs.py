@@ -17,6 +17,7 @@ from benchmark.models import objective_of
 from benchmark.models.estimators import GroupObjectives, estimator_backward
 from benchmark.models.objectives import training_loss
 from benchmark.records.checkpoint import load_latest_checkpoint
+from benchmark.sweeps.grids import SweepOptions, expand_grid
 from benchmark.training.group import initial_member_model, member_generators
 from benchmark.training.loop import train_group, train_run
 from benchmark.training.minibatches import MinibatchSource
@@ -269,3 +270,12 @@ def test_runs_share_a_group_by_samples_per_example_not_by_k():
     configs = [small(), small(model="miwae", k=2, params={"m": 2}),
                small(model="miwae", k=4, params={"m": 2}), small(k=8, estimator="stl")]
     assert split_into_groups(configs) == [[0, 1], [2, 3]]
+
+
+def test_estimators_cells_are_chosen_as_a_run_id_writes_them(tmp_path):
+    options = SweepOptions(schedule="smoke", cells=("miwae_m8_k8", "iwae-dreg_k5"))
+    plan = expand_grid("estimators", options, tmp_path)
+    assert [run.run_id for run in plan] == ["mnist-dynamic_iwae-dreg_k5_L1_s0_code_smoke",
+                                            "mnist-dynamic_miwae_m8_k8_L1_s0_code_smoke"]
+    with pytest.raises(UserError, match="iwae_k7: not a cell of the estimators grid"):
+        expand_grid("estimators", SweepOptions(cells=("iwae_k7",)), tmp_path)

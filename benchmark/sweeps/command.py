@@ -11,7 +11,7 @@ from pathlib import Path
 
 from benchmark.errors import UserError
 from benchmark.sweeps.grid_sweep import score_grid, sweep_grid
-from benchmark.sweeps.grids import SweepOptions, parse_cell
+from benchmark.sweeps.grids import SweepOptions
 from benchmark.training import execution_from_args
 
 
@@ -21,7 +21,7 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         data=tuple(args.data) if args.data else None, seeds=args.seeds, device=args.device,
         stages=args.stages, epochs=args.epochs, steps=args.steps, eval_k=args.eval_k,
         eval_n=args.eval_n,
-        cells=tuple(parse_cell(c) for c in args.cells) if args.cells else None,
+        cells=tuple(args.cells) if args.cells else None,
     )
 
 

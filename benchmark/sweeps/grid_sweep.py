@@ -24,7 +24,7 @@ from benchmark.sweeps.executors import (
     import_ray,
     make_executor,
 )
-from benchmark.sweeps.grids import GRIDS, SweepOptions, expand_grid, parse_cell
+from benchmark.sweeps.grids import GRIDS, SweepOptions, expand_grid
 from benchmark.sweeps.test_scoring import TestScoring, score_runs
 from benchmark.training import ExecutionOptions
 
@@ -35,11 +35,12 @@ def sweep_options(*, schedule: str = "full", fidelity: str = "code",
                   stages: int | None = None, epochs: float | None = None,
                   steps: int | None = None, eval_k: int | None = None,
                   eval_n: int | None = None) -> SweepOptions:
-    """SweepOptions from plain values; cells are written as in a run id (vae_k1_L1)."""
+    """SweepOptions from plain values; cells are written as in a run id (vae_k1_L1, and in the
+    estimators grid iwae-dreg_k5 or miwae_m8_k8)."""
     return SweepOptions(
         schedule=schedule, fidelity=fidelity, data=tuple(data) if data else None, seeds=seeds,
         device=device, stages=stages, epochs=epochs, steps=steps, eval_k=eval_k, eval_n=eval_n,
-        cells=tuple(parse_cell(c) for c in cells) if cells else None)
+        cells=tuple(cells) if cells else None)
 
 
 def sweep_grid(grid: str, options: SweepOptions, results: Path, data_dir: Path, *,

@@ -40,6 +40,7 @@ from benchmark.definitions import (
     Params,
     estimators,
     normalise_params,
+    objective_token,
     objectives,
     order_key,
     samples_factor,
@@ -58,6 +59,11 @@ class ObjectiveCell:
     k: int
     estimator: str | None = None
     params: Params = ()
+
+    @property
+    def name(self) -> str:
+        """As in a run id: iwae_k5, iwae-dreg_k50, miwae_m8_k8, vr_alpha0.5_k5."""
+        return f"{objective_token(self.model, self.estimator, self.params)}_k{self.k}"
 
     @property
     def order(self) -> tuple:
@@ -99,7 +105,8 @@ class SweepOptions:
     steps: int | None = None
     eval_k: int | None = None
     eval_n: int | None = None
-    cells: tuple[tuple[str, int, int], ...] | None = None  # (model, k, layers); None: all 12
+    # --cells as written in a run id (vae_k1_L1; estimators: iwae-dreg_k5); None: every cell
+    cells: tuple[str, ...] | None = None
 
     def run_config(self, data: str, model: str, k: int, layers: int, seed: int,
                    init_from: str | None = None, estimator: str | None = None,
@@ -176,7 +183,8 @@ def expand_cells(grid: str, options: SweepOptions, results_dir: Path) -> list[Pl
     """table1 / binarization / binarization-causes: every data x cell x seed (the cells asked
     for with --cells, else all 12 of Table 1)."""
     runs = []
-    cells = options.cells if options.cells is not None else MODEL_CELLS
+    cells = ([parse_cell(c) for c in options.cells] if options.cells is not None
+             else MODEL_CELLS)
     for data in selected_data(grid, options.data):
         for (model, k, layers), seed in itertools.product(cells, range(options.seeds)):
             config = options.run_config(data, model, k, layers, seed)
@@ -184,11 +192,25 @@ def expand_cells(grid: str, options: SweepOptions, results_dir: Path) -> list[Pl
     return runs
 
 
+def chosen_estimator_cells(names: Sequence[str] | None) -> tuple[ObjectiveCell, ...]:
+    """The estimators grid's cells named as in a run id (iwae-dreg_k5, miwae_m8_k8), or all."""
+    cells = estimator_cells()
+    if names is None:
+        return cells
+    by_name = {cell.name: cell for cell in cells}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise UserError(f"--cells {' '.join(unknown)}: not a cell of the estimators grid; "
+                        f"choose among {', '.join(by_name)}")
+    return tuple(cell for cell in cells if cell.name in names)
+
+
 def expand_estimators(options: SweepOptions, results_dir: Path) -> list[PlannedRun]:
     """estimators: every objective cell x seed, one stochastic layer."""
     runs = []
     for data in selected_data("estimators", options.data):
-        for cell, seed in itertools.product(estimator_cells(), range(options.seeds)):
+        for cell, seed in itertools.product(chosen_estimator_cells(options.cells),
+                                            range(options.seeds)):
             config = options.run_config(data, cell.model, cell.k, ESTIMATORS_LAYERS, seed,
                                         estimator=cell.estimator, params=cell.params)
             runs.append(planned_run(results_dir, home_sweep("estimators", config), config))
