@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from plugin_registry import EXAMPLE, registry_restored
 
 import benchmark
 from benchmark.config import run_id
@@ -109,8 +111,12 @@ def test_the_readme_quickstart_runs_as_written(synthetic_data_dir, tmp_path, mon
 @pytest.mark.slow
 def test_the_python_api_page_runs_as_written(synthetic_data_dir, tmp_path, monkeypatch):
     blocks = python_blocks(REPO / "docs" / "python-api.md")
-    assert len(blocks) >= 4
-    namespace = run_snippets(blocks, tmp_path, synthetic_data_dir, monkeypatch)
+    assert len(blocks) >= 5
+    (tmp_path / "examples").mkdir()  # the page runs from the repository's root, as a user does
+    shutil.copy(EXAMPLE, tmp_path / "examples")
+    with registry_restored():
+        namespace = run_snippets(blocks, tmp_path, synthetic_data_dir, monkeypatch)
+    assert namespace["names"] == ("vr",) and namespace["vr_run"].status == "complete"
     assert namespace["report"].ok and namespace["run"].status == "complete"
     assert set(namespace["scores"][None]) == {"test-lm", "test-dynamic", "test-resampled4"}
     assert (tmp_path / "reports" / "table1" / "index.html").exists()
