@@ -126,10 +126,6 @@ class RunConfig:
         """Importance samples drawn per example and step: k, or M x K for MIWAE and PIWAE."""
         return self.k * samples_factor(self.model, self.params)
 
-    def param(self, name: str) -> Any:
-        """The value of one of the objective's parameters, None when it has no such one."""
-        return dict(self.params).get(name)
-
     @property
     def is_plain(self) -> bool:
         """A VAE or IWAE with its reparameterisation gradient: a run of the paper's grids."""

@@ -276,3 +276,26 @@ def test_sweep_workers_load_the_plugin_the_driver_loaded(executor, synthetic_dat
     for run in plan:
         record = json.loads((run.run_dir / "result.json").read_text())
         assert record["status"] == "complete" and record["plugin"]["module"] == str(EXAMPLE)
+
+
+def test_a_plugin_loads_from_the_environment_and_from_an_entry_point(tmp_path, monkeypatch):
+    """$IWAE_OBJECTIVE_MODULES names modules or files; an installed package's entry point in
+    the group iwae_benchmark.objectives names its module."""
+    from importlib.metadata import EntryPoint
+
+    import benchmark.plugins as plugins
+
+    (tmp_path / "my_objectives.py").write_text(EXAMPLE.read_text().replace('"vr"', '"myvr"'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with registry_restored():
+        monkeypatch.setenv(plugins.PLUGIN_ENV, f"{EXAMPLE}")
+        assert plugins.load_plugins() == ("vr",)
+        assert plugins.loaded_plugins() == (str(EXAMPLE),)
+    with registry_restored():
+        monkeypatch.delenv(plugins.PLUGIN_ENV)
+        point = EntryPoint("mine", "my_objectives:OBJECTIVES", plugins.ENTRY_POINT_GROUP)
+        monkeypatch.setattr(plugins, "entry_points", lambda group: [point] if
+                            group == plugins.ENTRY_POINT_GROUP else [])
+        assert plugins.load_plugins() == ("myvr",)
+        assert find_objective("myvr").plugin == "my_objectives"
+    assert find_objective("myvr") is None and find_objective("vr") is None
