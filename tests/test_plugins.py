@@ -299,3 +299,30 @@ def test_a_plugin_loads_from_the_environment_and_from_an_entry_point(tmp_path, m
         assert plugins.load_plugins() == ("myvr",)
         assert find_objective("myvr").plugin == "my_objectives"
     assert find_objective("myvr") is None and find_objective("vr") is None
+
+
+PUBLISHED_PLUGIN = """
+from benchmark.definitions import ObjectiveDefinition, PublishedValue
+OBJECTIVES = [ObjectiveDefinition(
+    "mine", "x", bound=lambda log_w: log_w.mean(1),
+    published=(PublishedValue("mnist-dynamic", 1, 5, NLL, {"paper": "A. Author 2031",
+               "table": 2, "page": None, "location": "Table 2"}, "their protocol",
+               "not Burda's schedule"),))]
+"""
+
+
+def test_a_plugins_published_value_is_read_and_checked_as_the_suites(tmp_path):
+    from benchmark.report.published import load_published
+
+    good, bad = tmp_path / "good.py", tmp_path / "bad.py"
+    good.write_text(PUBLISHED_PLUGIN.replace("NLL", "85.1"))
+    bad.write_text(PUBLISHED_PLUGIN.replace("NLL", "851.0"))
+    with registry_restored():
+        load_plugin(str(good))
+        cell = load_published().estimator_cell(("mnist-dynamic", 1, "mine", 5, None, ()))
+        assert cell.nll == 85.1 and cell.cite() == "A. Author 2031, Table 2"
+    assert load_published().estimator_cell(("mnist-dynamic", 1, "mine", 5, None, ())) is None
+    with registry_restored():
+        load_plugin(str(bad))
+        with pytest.raises(UserError, match=f"published values of mine \\({bad}\\).*nll 851"):
+            load_published()

@@ -24,6 +24,7 @@ from benchmark.definitions import (
     objective_names,
     objectives,
 )
+from benchmark.errors import UserError
 
 PUBLISHED_JSON = Path(__file__).with_name("published.json")
 PAPER_VERSION = "arXiv:1509.00519v4"
@@ -338,13 +339,21 @@ def load_published(path: Path = PUBLISHED_JSON) -> Published:
 
 
 def definition_cells() -> tuple[EstimatorCell, ...]:
-    """The published values of the registered definitions, checked as published.json's are."""
-    raw = []
+    """The published values of the registered definitions, checked as published.json's are; a
+    mistake is one UserError naming the definition and its plugin."""
+    cells: list[EstimatorCell] = []
     for definition in (*objectives(), *estimators()):
         model = getattr(definition, "of", definition.name)
         estimator = definition.name if model != definition.name else None
+        raw = []
         for value in definition.published:
             fields = asdict(value)
             params = fields.pop("params")
             raw.append({**fields, **params, "model": model, "estimator": estimator})
-    return _estimator_cells({"cells": raw}) if raw else ()
+        try:
+            cells += _estimator_cells({"cells": raw}) if raw else ()
+        except PublishedDataError as err:
+            owner = getattr(definition, "plugin", None) or "the suite"
+            raise UserError(f"the published values of {definition.name} ({owner}): "
+                            f"{str(err).removeprefix('published.json: ')}") from err
+    return tuple(cells)
