@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from cuda_marks import needs_cuda
+from interruptions import kill_after_checkpoint
 
 from benchmark.cli import main
 from benchmark.config import RunConfig, run_id
@@ -165,17 +166,8 @@ def test_a_mixed_group_trains_every_member_as_alone(synthetic_data_dir, tmp_path
 
 
 def test_a_new_estimator_run_resumes_bit_identically(synthetic_data_dir, tmp_path, monkeypatch):
-    import benchmark.training.loop as loop
-
     config = small(model="rws", epochs=4)  # stage ends at steps 5 and 20
-    real_save = loop.save_checkpoint
-
-    def crash_after_first_stage(run_dir, payload):
-        real_save(run_dir, payload)
-        if payload["step"] == 5:
-            raise RuntimeError("killed")
-
-    monkeypatch.setattr(loop, "save_checkpoint", crash_after_first_stage)
+    kill_after_checkpoint(monkeypatch, 5)
     with pytest.raises(RuntimeError, match="killed"):
         train_run(config, tmp_path / "run", synthetic_data_dir, show_progress=False)
     monkeypatch.undo()

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from interruptions import kill_after_checkpoint
 from plugin_registry import EXAMPLE, registry_restored
 from test_estimators import tiny_model
 from test_objectives import X, run_estimate
@@ -178,18 +179,9 @@ def train_vr(data_dir, out, *extra):
 @pytest.mark.slow
 def test_a_plugin_trains_resumes_evaluates_and_reports(synthetic_data_dir, tmp_path,
                                                        monkeypatch):
-    import benchmark.training.loop as loop
-
     with registry_restored():
         # killed after the first stage (epochs 4 on 100 images: stage ends at steps 5 and 20)
-        real_save = loop.save_checkpoint
-
-        def crash_after_first_stage(run_dir, payload):
-            real_save(run_dir, payload)
-            if payload["step"] == 5:
-                raise RuntimeError("killed")
-
-        monkeypatch.setattr(loop, "save_checkpoint", crash_after_first_stage)
+        kill_after_checkpoint(monkeypatch, 5)
         with pytest.raises(RuntimeError, match="killed"):
             train_vr(synthetic_data_dir, tmp_path / "results" / "runs" / "vr", "--epochs", "4")
         monkeypatch.undo()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from benchmark.config import RunConfig
+from benchmark.definitions import paper_objectives
 from benchmark.errors import UserError
 
 AUTHORS_DATASET = {"mnist-dynamic": "MNIST", "mnist-fixed": "BinFixMNIST", "omniglot": "OMNI"}
@@ -83,7 +84,7 @@ def grid(steps_one_layer: int, steps_k50: int, steps_two_layers: int,
     for d in data:
         for layers in (1, 2):
             for k in (1, 5, 50):
-                for model in ("vae", "iwae"):
+                for model in paper_objectives():
                     steps = (steps_two_layers if layers == 2
                              else steps_k50 if k == 50 else steps_one_layer)
                     cases.append(LockstepCase(d, model, k, layers, steps))

@@ -43,12 +43,13 @@ from benchmark.definitions import (
     objective_token,
     objectives,
     order_key,
+    paper_objectives,
     samples_factor,
 )
 from benchmark.errors import UserError
 from benchmark.training import split_into_groups
 
-MODEL_CELLS = tuple(itertools.product(("vae", "iwae"), (1, 5, 50), (1, 2)))  # Table 1
+MODEL_CELLS = tuple(itertools.product(paper_objectives(), (1, 5, 50), (1, 2)))  # Table 1
 
 
 @dataclass(frozen=True)

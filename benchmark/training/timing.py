@@ -26,6 +26,7 @@ import torch
 
 from benchmark.config import RunConfig
 from benchmark.data import Dataset
+from benchmark.definitions import paper_objectives
 from benchmark.evaluation import log_likelihood_estimates
 from benchmark.models import IWAEModel, bound
 from benchmark.records import resolve_device
@@ -79,8 +80,10 @@ def group_configs(layers: int, k: int, members: int, fidelity: str = "code",
                   ) -> list[RunConfig]:
     """`members` runs of one group kind: VAE and IWAE in turn, seeds 0.., data conditions in turn
     (a Table 1 group mixes both objectives and, with OMNIGLOT, both datasets)."""
-    return [RunConfig(data=data[i % len(data)], model=("vae", "iwae")[i % 2], k=k, layers=layers,
-                      seed=i, fidelity=fidelity, device=device) for i in range(members)]
+    models = paper_objectives()
+    return [RunConfig(data=data[i % len(data)], model=models[i % len(models)], k=k,
+                      layers=layers, seed=i, fidelity=fidelity, device=device)
+            for i in range(members)]
 
 
 def synthetic_group(configs: Sequence[RunConfig], options: ExecutionOptions
