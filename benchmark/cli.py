@@ -163,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         return _build_parser()
     except argparse.ArgumentError as err:  # a plugin's parameter named like a flag
         raise UserError(f"{err}: a parameter of an objective plugin "
-                        f"({', '.join(loaded_plugins())}) is named like a flag of the command; "
-                        f"rename it in its definition") from err
+                        f"({', '.join(spec for spec, _ in loaded_plugins())}) is named like a "
+                        f"flag of the command; rename it in its definition") from err
 
 
 def _build_parser() -> argparse.ArgumentParser:

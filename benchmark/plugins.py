@@ -35,12 +35,15 @@ from benchmark.errors import UserError
 PLUGIN_FLAG = "--objective-module"
 PLUGIN_ENV = "IWAE_OBJECTIVE_MODULES"
 ENTRY_POINT_GROUP = "iwae_benchmark.objectives"
-_LOADED: dict[str, str] = {}  # spec as given -> the spec a worker loads (absolute for a file)
+# The plugins loaded in this process: the spec as given (what records and labels name) -> where
+# another process finds it (a file's absolute path: a worker may run in another directory).
+_LOADED: dict[str, str] = {}
+Plugin = tuple[str, str]  # (the spec as given, where it is)
 
 
-def loaded_plugins() -> tuple[str, ...]:
-    """The plugins loaded in this process, as another process should load them."""
-    return tuple(dict.fromkeys(_LOADED.values()))
+def loaded_plugins() -> tuple[Plugin, ...]:
+    """The plugins loaded in this process, as a worker process should load them."""
+    return tuple(_LOADED.items())
 
 
 def _is_path(spec: str) -> bool:
@@ -113,14 +116,15 @@ def _run_config_fields():  # late: benchmark.config reads the definitions this m
     return fields(RunConfig)
 
 
-def load_plugin(spec: str) -> tuple[str, ...]:
-    """Load one plugin and register its objectives; the names registered. Loading the same
-    plugin twice is a no-op. Any failure: one UserError naming the plugin and the fix."""
+def load_plugin(spec: str, location: str | None = None) -> tuple[str, ...]:
+    """Load one plugin (from `location` when given: a worker loads the driver's file wherever it
+    runs) and register its objectives under the spec as given; the names registered. Loading
+    the same plugin twice is a no-op. Any failure: one UserError naming the plugin and the fix."""
     spec = spec.strip()
     if spec in _LOADED:
         return ()
     try:
-        module, portable = _import(spec)
+        module, portable = _import(location or spec)
     except UserError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure of foreign code, told in one line
@@ -131,7 +135,7 @@ def load_plugin(spec: str) -> tuple[str, ...]:
     names = []
     for definition in _definitions_of(module, spec):
         try:
-            register(replace(definition, plugin=portable))
+            register(replace(definition, plugin=spec))
         except ValueError as err:
             raise UserError(f"objective plugin {spec}: {err}") from err
         names.append(definition.name)
@@ -147,9 +151,10 @@ def entry_point_plugins() -> list[str]:
     return [ep.value.split(":")[0] for ep in entry_points(group=ENTRY_POINT_GROUP)]
 
 
-def load_plugins(specs: Sequence[str] = ()) -> tuple[str, ...]:
-    """Every plugin installed (entry points), named in $IWAE_OBJECTIVE_MODULES, and in specs."""
+def load_plugins(specs: Sequence[str | Plugin] = ()) -> tuple[str, ...]:
+    """Every plugin installed (entry points), named in $IWAE_OBJECTIVE_MODULES, and in specs
+    (a spec, or a (spec, location) pair of loaded_plugins()); the objective names registered."""
     names: list[str] = []
     for spec in (*entry_point_plugins(), *environment_plugins(), *specs):
-        names += load_plugin(spec)
+        names += load_plugin(*spec) if isinstance(spec, tuple) else load_plugin(spec)
     return tuple(names)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.config import RunConfig
-from benchmark.plugins import load_plugins, loaded_plugins
+from benchmark.plugins import Plugin, load_plugins, loaded_plugins
 from benchmark.training import ExecutionOptions
 
 ProgressItem = tuple[str, int, int]  # (run key, steps done, steps planned)
@@ -44,7 +44,7 @@ class RunTask:
     progress: Any = None  # a queue with put(); None for no progress reports
     options: ExecutionOptions = ExecutionOptions()
     # The objective plugins the driver loaded, for the worker to load before it reads a config.
-    plugins: tuple[str, ...] = field(default_factory=loaded_plugins)
+    plugins: tuple[Plugin, ...] = field(default_factory=loaded_plugins)
 
     def execute(self) -> TaskOutcome:
         return execute_run(self)
@@ -70,7 +70,7 @@ class GroupTask:
     threads: int
     progress: Any = None
     options: ExecutionOptions = ExecutionOptions()
-    plugins: tuple[str, ...] = field(default_factory=loaded_plugins)
+    plugins: tuple[Plugin, ...] = field(default_factory=loaded_plugins)
 
     def execute(self) -> TaskOutcome:
         return execute_group(self)
@@ -125,7 +125,7 @@ def report_member_progress(channel: Any, keys: tuple[str, ...]) -> Callable[[int
 
 
 def guarded(key: str, threads: int, work: Callable[[], list[dict[str, Any]]],
-            plugins: tuple[str, ...] = ()) -> TaskOutcome:
+            plugins: tuple[Plugin, ...] = ()) -> TaskOutcome:
     """Run `work` in the current process, the objective plugins loaded first; a failure of the
     runs becomes the outcome's error."""
     start = time.monotonic()
