@@ -321,3 +321,26 @@ def test_a_plugins_published_value_is_read_and_checked_as_the_suites(tmp_path):
         load_plugin(str(bad))
         with pytest.raises(UserError, match=f"published values of mine \\({bad}\\).*nll 851"):
             load_published()
+
+
+@pytest.mark.slow
+def test_a_plugin_run_trains_in_a_batched_group_as_alone(synthetic_data_dir, tmp_path):
+    """A plugin's run shares a batched ensemble with built-in runs of the same samples per
+    example, and each member trains as it would alone (the group's exact numerics)."""
+    from benchmark.training import train_group
+
+    with registry_restored():
+        load_plugin(str(EXAMPLE))
+        configs = [RunConfig(data="mnist-fixed", model=model, k=4, layers=1, steps=6, eval_k=5,
+                             eval_n=10, params=params)
+                   for model, params in (("vr", {"alpha": 0.5}), ("iwae", {}), ("vae", {}))]
+        dirs = [tmp_path / f"member{i}" for i in range(len(configs))]
+        records = train_group(configs, dirs, synthetic_data_dir, show_progress=False)
+        assert all(r["environment"]["execution"]["group_size"] == 3 for r in records)
+        alone = train_run(configs[0], tmp_path / "alone", synthetic_data_dir,
+                          show_progress=False)
+    grouped, single = (load_latest_checkpoint(d)["model"] for d in (dirs[0], tmp_path / "alone"))
+    for key in grouped:
+        torch.testing.assert_close(grouped[key], single[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert records[0]["metrics"]["test_nll"] == pytest.approx(alone["metrics"]["test_nll"],
+                                                              abs=1e-3)
