@@ -157,7 +157,7 @@ def test_corrupt_bytes_are_rejected_and_nothing_is_kept(synthetic_tree: Path,
     assert reasons[f"{server.url}/{IMAGES}"].startswith("wrong content (sha256 ")
     dest = tmp_path / "raw" / IMAGES
     assert not dest.exists() and not part_path(dest).exists()
-    assert len(server.wait_for_requests(IMAGES, 1)) == 1  # wrong content: not retried from one source
+    assert len(server.wait_for_requests(IMAGES, 1)) == 1  # wrong content: not retried
     assert sum(f.status == "fetched" for f in outcome.files) == 3  # the others are kept
 
 
