@@ -125,7 +125,7 @@ def test_the_plugin_examples_report_marks_its_rows(tmp_path: Path) -> None:
 
 def test_the_objectives_page_quotes_the_paired_differences_the_records_give() -> None:
     """VR(0.5) minus IWAE on the same seed and images: the mean over seeds ± its standard error,
-    and each seed's difference, as the page writes them."""
+    and each seed's difference, as the page writes them (and the README sums them up)."""
     runs = {(run.model, run.k, run.seed): run for run in load_runs(PLUGIN_REFERENCE)}
     page = (ROOT / "docs" / "objectives.md").read_text(encoding="utf-8")
 
@@ -145,3 +145,5 @@ def test_the_objectives_page_quotes_the_paired_differences_the_records_give() ->
         quoted = f"{np.mean(per_seed):+.2f} ± {se:.2f}".replace("-", "−")
         seeds = ", ".join(f"{d:+.2f}".replace("-", "−") for d in per_seed)
         assert quoted in page and seeds in page, (quoted, seeds)
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        assert f"{abs(np.mean(per_seed)):.2f} ± {se:.2f}" in readme  # its summary of the page
