@@ -26,9 +26,9 @@ CIWAE_BETA = 0.05  # the beta of the published CIWAE number (Rainforth et al. 20
 MIWAE_SHAPES = ((4, 16), (8, 8), (16, 4))  # (M, K) with M x K = 64
 
 M = Parameter("m", int, "the number M of IWAE-K bounds averaged", minimum=1,
-              symbol="M", multiplies_samples=True)
+              multiplies_samples=True)
 BETA = Parameter("beta", float, "the weight of the ELBO in beta ELBO + (1 - beta) IWAE",
-                 minimum=0.0, maximum=1.0, symbol="β")
+                 minimum=0.0, maximum=1.0)
 
 VAE = ObjectiveDefinition(
     "vae", "the k-sample ELBO, every term sampled (the paper's VAE)",

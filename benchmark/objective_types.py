@@ -26,7 +26,6 @@ class Parameter:
     help: str
     minimum: float | None = None
     maximum: float | None = None
-    symbol: str | None = None  # how a label writes it (β); default: the name
     multiplies_samples: bool = False  # MIWAE's M: M x K importance samples per example
 
     def __post_init__(self) -> None:

@@ -39,7 +39,7 @@ def vr_bound(log_w: Tensor, alpha: float) -> Tensor:
 
 
 ALPHA = Parameter("alpha", float, "the order of the Rényi divergence: 0 gives the IWAE bound, "
-                  "1 the ELBO", minimum=0.0, maximum=1.0, symbol="α")
+                  "1 the ELBO", minimum=0.0, maximum=1.0)
 
 OBJECTIVES = [
     ObjectiveDefinition(
