@@ -31,34 +31,33 @@ BETA = Parameter("beta", float, "the weight of the ELBO in beta ELBO + (1 - beta
                  minimum=0.0, maximum=1.0)
 
 VAE = ObjectiveDefinition(
-    "vae", "the k-sample ELBO, every term sampled (the paper's VAE)",
+    "vae", "the paper's VAE: the k-sample ELBO, every term sampled",
     f"{FUNCTIONS}:vae_bound", order=0, paper=True, reference="Kingma & Welling 2014",
     grid=((5, {}), (50, {}), (GRID_SAMPLES, {})),
     snr=SnrRole(4, "VAE", "#636363"))
 IWAE = ObjectiveDefinition(
-    "iwae", "the importance-weighted bound L_k (the paper's IWAE)",
+    "iwae", "the paper's IWAE: the importance-weighted bound L_k",
     f"{FUNCTIONS}:iwae_bound", order=1, paper=True, reference="Burda et al. 2015",
     grid=((5, {}), (50, {}), (GRID_SAMPLES, {})),
     snr=SnrRole(0, "IWAE", "#e6550d", default=True,
                 predictions=(("encoder", "falls", RAINFORTH),
                              ("decoder", "rises", RAINFORTH))))
 CIWAE = ObjectiveDefinition(
-    "ciwae", "beta ELBO + (1 - beta) IWAE on the same samples (Rainforth et al. 2018)",
+    "ciwae", "beta ELBO + (1 - beta) IWAE on the same samples",
     f"{FUNCTIONS}:ciwae_bound", parameters=(BETA,), label="{title}(β={beta}) k={k}",
     order=4, reference=RAINFORTH,
     grid=tuple((k, {"beta": CIWAE_BETA}) for k in (*GRID_KS, GRID_SAMPLES)))
 RWS = ObjectiveDefinition(
-    "rws", "reweighted wake-sleep: IWAE for p, the wake-phase update for q "
-           "(Bornschein & Bengio 2015)",
+    "rws", "reweighted wake-sleep: IWAE for p, the wake-phase update for q",
     f"{FUNCTIONS}:iwae_bound", terms=f"{FUNCTIONS}:rws_terms", stops_samples=True, order=5,
     reference="Bornschein & Bengio 2015", grid=tuple((k, {}) for k in GRID_KS),
     snr=SnrRole(3, "RWS", "#3182bd", means={"decoder": SAME}))
 MIWAE = ObjectiveDefinition(
-    "miwae", "the mean of M IWAE-K bounds (Rainforth et al. 2018)",
+    "miwae", "the mean of M IWAE-K bounds",
     f"{FUNCTIONS}:miwae_bound", parameters=(M,), label="{title}(M={m}, K={k})", order=6,
     reference=RAINFORTH, grid=tuple((k, {"m": m}) for m, k in MIWAE_SHAPES))
 PIWAE = ObjectiveDefinition(
-    "piwae", "IWAE on all M x K samples for p, MIWAE(M, K) for q (Rainforth et al. 2018)",
+    "piwae", "IWAE on all M x K samples for p, MIWAE(M, K) for q",
     f"{FUNCTIONS}:iwae_bound", parameters=(M,), label="{title}(M={m}, K={k})", order=7,
     encoder_bound=f"{FUNCTIONS}:miwae_bound", reference=RAINFORTH,
     grid=tuple((k, {"m": m}) for m, k in MIWAE_SHAPES))

@@ -15,6 +15,7 @@ from pathlib import Path
 from benchmark.config import DATA_CONDITIONS, GRIDS, default_data_dir
 from benchmark.definitions import (
     default_snr_estimators,
+    describe,
     describe_objectives,
     estimator_names,
     estimators,
@@ -101,7 +102,7 @@ def add_objective_flags(p: argparse.ArgumentParser) -> None:
                    help="importance samples per bound (for miwae/piwae: K of each of the M)")
     p.add_argument("--estimator", choices=estimator_names(), default=None,
                    help="a gradient estimator other than the reparameterisation gradient (" +
-                        "; ".join(f"{e.name}: {e.summary}, with --model {e.of}"
+                        "; ".join(f"{describe(e)}, with --model {e.of}"
                                   for e in estimators()) + ")")
     for parameter in parameters():
         p.add_argument(f"--{parameter.name}", type=parameter.kind, default=None,

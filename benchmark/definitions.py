@@ -214,9 +214,16 @@ def snr_names() -> dict[str, str]:
     return {name: role.name for name, role in snr_roles().items()}
 
 
+def describe(definition: ObjectiveDefinition | EstimatorDefinition) -> str:
+    """How --help names a definition: 'miwae: the mean of M IWAE-K bounds (Rainforth et al.
+    2018)'."""
+    cited = f" ({definition.reference})" if definition.reference else ""
+    return f"{definition.name}: {definition.summary}{cited}"
+
+
 def describe_objectives() -> str:
-    """Every objective for --help: 'vae: the k-sample ELBO (...); iwae: ...'."""
-    return "; ".join(f"{d.name}: {d.summary}" for d in objectives())
+    """Every objective for --help, one after the other."""
+    return "; ".join(describe(d) for d in objectives())
 
 
 for _definition in BUILTINS:

@@ -100,7 +100,7 @@ class ObjectiveDefinition:
     title: str | None = None  # the label's name; default: NAME
     label: str = "{title} k={k}"  # str.format with title, k and every parameter
     order: int = 100  # its place among objectives of the same number of samples
-    reference: str = ""  # where it comes from (the paper)
+    reference: str = ""  # the paper it comes from; --help cites it
     # PIWAE: the encoder follows this bound's gradient, the decoder the bound's.
     encoder_bound: FunctionRef | None = None
     # Full control: terms(log_joint, log_q, log_w, **params) -> (bound, surrogate, encoder

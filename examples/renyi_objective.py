@@ -43,7 +43,7 @@ ALPHA = Parameter("alpha", float, "the order of the Rényi divergence: 0 gives t
 
 OBJECTIVES = [
     ObjectiveDefinition(
-        "vr", "the Rényi variational bound VR-alpha (Li & Turner 2016)", bound=vr_bound,
+        "vr", "the Rényi variational bound VR-alpha", bound=vr_bound,
         parameters=(ALPHA,), title="VR", label="{title}(α={alpha}) k={k}", order=8,
         reference="Li & Turner 2016, arXiv:1602.02311",
         # the estimators grid trains it beside the others at k = 5 and 50, alpha = 0.5
