@@ -107,6 +107,11 @@ def _definitions_of(module: ModuleType, spec: str) -> list[ObjectiveDefinition]:
         if clash:
             raise UserError(f"{where} ({definition.name}): parameter name "
                             f"{', '.join(clash)} is a run setting already; rename it")
+        try:  # the label names only the title, k and the parameters
+            definition.label.format(title="T", k=1, **{p.name: 1 for p in definition.parameters})
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            raise UserError(f"{where} ({definition.name}): its label {definition.label!r} may "
+                            f"name {{title}}, {{k}} and its parameters only ({err!r})") from err
     return definitions
 
 

@@ -120,6 +120,10 @@ BROKEN = {
              " parameters=(Parameter('out', int, 'h'),))]\n",
              "argument --out: conflicting option string: --out: a parameter of an objective "
              "plugin"),
+    "label": ("from benchmark.definitions import ObjectiveDefinition\n"
+              "OBJECTIVES = [ObjectiveDefinition('mine', 'x', bound=lambda w: w.mean(1),"
+              " label='{title}(a={alpha})')]\n",
+              "its label '{title}(a={alpha})' may name {title}, {k} and its parameters only"),
     "reserved": ("from benchmark.definitions import ObjectiveDefinition, Parameter\n"
                  "OBJECTIVES = [ObjectiveDefinition('mine', 'x', bound=lambda w, k: w.mean(1),"
                  " parameters=(Parameter('k', int, 'h'),))]\n",
