@@ -152,10 +152,10 @@ def samples_factor(model: str, params: Params) -> int:
     definition = find_objective(model)
     if definition is None:
         return 1
-    factor = 1
+    given, factor = dict(params), 1
     for p in definition.parameters:
-        if p.multiplies_samples and p.name in dict(params):
-            factor *= int(dict(params)[p.name])
+        if p.multiplies_samples and p.name in given:
+            factor *= int(given[p.name])
     return factor
 
 
@@ -190,6 +190,13 @@ def order_key(model: str, estimator: str | None) -> int:
         return chosen.order
     definition = find_objective(model)
     return definition.order if definition is not None and estimator is None else 1000
+
+
+def listing_order(model: str, k: int, estimator: str | None, params: Params) -> tuple:
+    """How the grid and the report list objectives: by importance samples per example, then
+    by their definitions' order, their parameters' values, their name."""
+    return (k * samples_factor(model, params), order_key(model, estimator),
+            tuple(value for _, value in params), model)
 
 
 def is_plugin(model: str | None) -> bool:

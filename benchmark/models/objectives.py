@@ -9,6 +9,7 @@ import importlib
 import inspect
 import math
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any
 
 import torch
@@ -57,27 +58,27 @@ def rws_terms(log_joint: Tensor, log_q: Tensor, log_w: Tensor) -> tuple[Tensor, 
     return iwae_bound(log_w).detach(), decoder + wake, None
 
 
-def resolve(ref: FunctionRef) -> Callable[..., Any]:
-    """A definition's function: the callable itself, or "package.module:function" imported."""
-    if callable(ref):
-        return ref
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
+@cache
+def resolve(ref: FunctionRef) -> tuple[Callable[..., Any], frozenset[str] | None]:
+    """A definition's function (the callable itself, or "package.module:function" imported)
+    and the keyword names it takes (None: any, it has **kwargs); worked out once per function,
+    not at every training step."""
+    function = ref
+    if not callable(ref):
+        module, _, name = ref.partition(":")
+        function = getattr(importlib.import_module(module), name)
+    signature = inspect.signature(function).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature):
+        return function, None
+    return function, frozenset(p.name for p in signature)
 
 
 def call(ref: FunctionRef, *tensors: Tensor, params: Mapping[str, Any]) -> Any:
     """A definition's function on the tensors, given the objective's parameters that it names
     (all of them when it takes **kwargs): PIWAE's decoder bound is IWAE's, which takes no M."""
-    function = resolve(ref)
-    return function(*tensors, **_accepted(function, params))
-
-
-def _accepted(function: Callable[..., Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    signature = inspect.signature(function).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature):
-        return dict(params)
-    names = {p.name for p in signature}
-    return {name: value for name, value in params.items() if name in names}
+    function, names = resolve(ref)
+    accepted = params if names is None else {n: v for n, v in params.items() if n in names}
+    return function(*tensors, **accepted)
 
 
 def bound(model: str, log_w: Tensor, **params: Any) -> Tensor:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from benchmark.definitions import (
     is_plugin,
+    listing_order,
     objective_label,
-    order_key,
     paper_objectives,
     samples_factor,
     snr_names,
@@ -40,10 +40,8 @@ def _samples(key: Key) -> int:
 
 
 def _order(key: Key) -> tuple:
-    """By samples per example, then in the order the definitions give their objectives."""
-    data, layers, model, _, estimator, params = key
-    return (data or "", layers or 0, _samples(key), order_key(model, estimator),
-            tuple(value for _, value in params), model)
+    data, layers, model, k, estimator, params = key
+    return (data or "", layers or 0, *listing_order(model, k, estimator, params))
 
 
 def _label(key: Key) -> str:

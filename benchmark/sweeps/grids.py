@@ -39,12 +39,11 @@ from benchmark.config import GRID_DATA, GRIDS, RunConfig, run_id
 from benchmark.definitions import (
     Params,
     estimators,
+    listing_order,
     normalise_params,
     objective_token,
     objectives,
-    order_key,
     paper_objectives,
-    samples_factor,
 )
 from benchmark.errors import UserError
 from benchmark.training import split_into_groups
@@ -68,9 +67,8 @@ class ObjectiveCell:
 
     @property
     def order(self) -> tuple:
-        """Listed by samples per example, then as the report lists objectives."""
-        return (self.k * samples_factor(self.model, self.params),
-                order_key(self.model, self.estimator), tuple(v for _, v in self.params))
+        """Listed as the report lists objectives (benchmark.definitions.listing_order)."""
+        return listing_order(self.model, self.k, self.estimator, self.params)
 
 
 ESTIMATORS_LAYERS = 1  # DReG as published is for one stochastic layer
