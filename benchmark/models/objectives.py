@@ -9,7 +9,6 @@ import importlib
 import inspect
 import math
 from collections.abc import Callable, Mapping
-from functools import cache
 from typing import Any
 
 import torch
@@ -58,11 +57,21 @@ def rws_terms(log_joint: Tensor, log_q: Tensor, log_w: Tensor) -> tuple[Tensor, 
     return iwae_bound(log_w).detach(), decoder + wake, None
 
 
-@cache
+# Each definition's function and the keywords it takes, worked out on first use: a plain dict
+# rather than functools.cache, which torch.compile would trace through at every compiled step.
+_RESOLVED: dict[FunctionRef, tuple[Callable[..., Any], frozenset[str] | None]] = {}
+
+
 def resolve(ref: FunctionRef) -> tuple[Callable[..., Any], frozenset[str] | None]:
     """A definition's function (the callable itself, or "package.module:function" imported)
-    and the keyword names it takes (None: any, it has **kwargs); worked out once per function,
-    not at every training step."""
+    and the keyword names it takes (None: any, it has **kwargs), once per function, not at
+    every training step."""
+    if ref not in _RESOLVED:
+        _RESOLVED[ref] = _resolved(ref)
+    return _RESOLVED[ref]
+
+
+def _resolved(ref: FunctionRef) -> tuple[Callable[..., Any], frozenset[str] | None]:
     function = ref
     if not callable(ref):
         module, _, name = ref.partition(":")
